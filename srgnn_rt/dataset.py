@@ -20,14 +20,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .atomic import staging_directory
 from .vocab import VOCAB_FILENAME, Vocab
 
 FORMAT_VERSION = 1
@@ -116,45 +115,15 @@ class PreparedDataset:
         replaced only when ``overwrite`` is true (FileExistsError otherwise).
         """
         self.check(where="dataset to save")
-        target = Path(path).absolute()
-        if target.exists():
-            if not target.is_dir():
-                raise FileExistsError(f"{target} exists and is not a directory")
-            if any(target.iterdir()) and not overwrite:
-                raise FileExistsError(f"{target} exists and is not empty; pass overwrite=True to replace it")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
-        try:
+        with staging_directory(path, overwrite=overwrite) as staging:
             np.savez(staging / "train.npz", **_split_arrays(self.train), item_counts=self.item_counts)
             np.savez(staging / "test.npz", **_split_arrays(self.test))
             self.vocab.save(staging)
             with open(staging / MANIFEST_FILENAME, "w", encoding="utf-8") as f:
                 json.dump(self.manifest, f, indent=2)
                 f.write("\n")
-            _move_into_place(staging, target)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
+        target = Path(path).absolute()
         return target
-
-
-def _move_into_place(staging: Path, target: Path) -> None:
-    """Rename ``staging`` to ``target``, replacing an existing ``target`` directory."""
-    if not target.exists():
-        os.rename(staging, target)
-        return
-    if not any(target.iterdir()):
-        target.rmdir()
-        os.rename(staging, target)
-        return
-    retired = staging.with_suffix(".old")
-    os.rename(target, retired)
-    try:
-        os.rename(staging, target)
-    except BaseException:
-        os.rename(retired, target)
-        raise
-    shutil.rmtree(retired)
 
 
 def _split_arrays(split: PrefixSplit) -> dict[str, np.ndarray]:

@@ -1,0 +1,373 @@
+"""The serving runtime: a bundle + onnxruntime -> recommendations for sessions of raw item ids.
+
+Needs numpy and onnxruntime only, never torch. A request goes: raw ids -> internal
+ids (``Vocab``) -> unknown ids dropped and counted (or an error) -> graph arrays
+from the compiled builder (cut to the ``max_length`` the model was trained with)
+-> the ONNX model's in-graph top-k -> raw ids. Sessions with no known item get
+the most popular items (or an error).
+
+One ``Recommender`` holds one onnxruntime session, created at load and shared by
+all calls; ``recommend`` keeps every per-call state local, so any number of
+threads may call it at once and get what sequential calls give.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import sys
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import onnxruntime
+
+from .bundle import Bundle, BundleError
+from .graph import build_graphs
+from .vocab import RawId
+
+__all__ = ["Recommendation", "Recommender"]
+
+_CUDA = "CUDAExecutionProvider"
+_CPU = "CPUExecutionProvider"
+_DEVICES = ("auto", "cpu", "cuda")
+_UNKNOWN = ("drop", "error")
+_EMPTY = ("popular", "error")
+_INPUTS = ("items", "adjacency", "alias", "mask", "k")
+_METADATA = {"n_items": "srgnn_rt.n_items", "embedding_size": "srgnn_rt.embedding_size"}
+
+
+@dataclass(frozen=True, eq=False)
+class Recommendation:
+    """Recommendations for one session, best first.
+
+    ``items``: raw item ids (k of them; fewer only when ``exclude_seen`` leaves fewer
+    than k items); ``scores: float32[len(items)]``: the model's scores (logits), or the
+    items' training click counts when ``fallback``; ``n_unknown``: raw ids of the
+    session that the model does not know (dropped); ``fallback``: the session had
+    no known item, so ``items`` are the most popular ones.
+    """
+
+    items: list[RawId]
+    scores: np.ndarray
+    n_unknown: int
+    fallback: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: ``{"items": [...], "scores": [...], "n_unknown": int, "fallback": bool}``."""
+        return {"items": list(self.items), "scores": self.scores.tolist(), "n_unknown": self.n_unknown,
+                "fallback": self.fallback}
+
+
+@dataclass(frozen=True)
+class _Encoded:
+    """A batch of sessions as known internal ids: ``sessions[i]`` (list of ints, possibly empty)
+    and ``n_unknown[i]`` dropped raw ids."""
+
+    sessions: list[list[int]]
+    n_unknown: list[int]
+
+
+class Recommender:
+    """SR-GNN recommendations from a bundle directory; create with ``Recommender.load``."""
+
+    def __init__(self, bundle: Bundle, session: onnxruntime.InferenceSession):
+        self._bundle = bundle
+        self._session = session
+        self._provider = session.get_providers()[0]
+        self._io_device = "cuda" if self._provider == _CUDA else None
+        builder = bundle.graph_builder
+        self._max_length = builder.max_length
+        self._edge_weight = builder.edge_weight
+        self._n_items = bundle.n_items
+        self._vocab = bundle.vocab
+        kinds = {type(raw) for raw in bundle.vocab.raw_ids}
+        self._raw_id_type = kinds.pop() if len(kinds) == 1 else None
+        counts = bundle.item_counts[1:]
+        self._popular_ids = np.argsort(-counts, kind="stable").astype(np.int64) + 1
+        self._popular_scores = counts[self._popular_ids - 1].astype(np.float32)
+        _check_model(bundle, session)
+
+    @classmethod
+    def load(
+        cls,
+        bundle: str | os.PathLike | Bundle,
+        *,
+        device: Literal["auto", "cpu", "cuda"] = "auto",
+        threads: int | None = None,
+    ) -> Recommender:
+        """Load and check a bundle directory (or an already loaded ``Bundle``).
+
+        ``device="auto"`` uses CUDA when onnxruntime's CUDA provider really loads and
+        otherwise the CPU, with one warning; ``"cuda"`` raises ValueError when the CUDA
+        provider does not load; ``"cpu"`` never tries CUDA. ``threads``: onnxruntime's
+        intra-op threads (default: onnxruntime's choice, one per core).
+        """
+        if device not in _DEVICES:
+            raise ValueError(f"device must be one of {_DEVICES}, got {device!r}")
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+            raise ValueError(f"threads must be None or an int >= 1, got {threads!r}")
+        if not isinstance(bundle, Bundle):
+            bundle = Bundle.load(bundle)
+        options = onnxruntime.SessionOptions()
+        if threads is not None:
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+        has_provider = _CUDA in onnxruntime.get_available_providers()
+        has_driver = _cuda_driver_present()
+        want_cuda = device != "cpu" and has_provider and has_driver
+        providers = [_CUDA, _CPU] if want_cuda else [_CPU]
+        session = onnxruntime.InferenceSession(str(bundle.model_path), options, providers=providers)
+        if device != "cpu" and session.get_providers()[0] != _CUDA:
+            if not has_provider:
+                why = "this onnxruntime has no CUDA provider (install onnxruntime-gpu)"
+            elif not has_driver:
+                why = "no NVIDIA driver (libcuda) is present"
+            else:
+                why = "its CUDA provider failed to load (see onnxruntime's log above)"
+            if device == "cuda":
+                raise ValueError(f"device='cuda' was asked for but {why}")
+            warnings.warn(f"srgnn_rt: running on the CPU: {why}", RuntimeWarning, stacklevel=2)
+        return cls(bundle, session)
+
+    @property
+    def provider(self) -> str:
+        """The onnxruntime execution provider that runs the model, e.g. ``"CPUExecutionProvider"``."""
+        return self._provider
+
+    @property
+    def bundle(self) -> Bundle:
+        return self._bundle
+
+    @property
+    def n_items(self) -> int:
+        return self._n_items
+
+    @property
+    def max_length(self) -> int | None:
+        """Sessions are cut to their last ``max_length`` clicks (None: never)."""
+        return self._max_length
+
+    @property
+    def raw_id_type(self) -> type | None:
+        """``int`` or ``str`` when every raw item id of the model has that type; None when mixed."""
+        return self._raw_id_type
+
+    def recommend(
+        self,
+        sessions: Sequence[Sequence[RawId]],
+        k: int = 20,
+        *,
+        exclude_seen: bool = False,
+        unknown: Literal["drop", "error"] = "drop",
+        empty: Literal["popular", "error"] = "popular",
+    ) -> list[Recommendation]:
+        """The top ``k`` raw item ids of each session of raw item ids, best first.
+
+        ``k``: int, 1 <= k <= n_items (TypeError / ValueError). ``exclude_seen``: leave out
+        items the session already holds, still returning k (fewer only when fewer
+        remain). ``unknown="drop"`` drops raw ids the model does not know and counts
+        them in ``n_unknown``; ``"error"`` raises ValueError. A session with no known
+        item gets the most popular items (``fallback=True``) with ``empty="popular"``,
+        or raises ValueError with ``"error"``. Raw ids must be int or str (TypeError
+        otherwise); a str where the model's ids are all ints, or the reverse, is a
+        TypeError too, since ``123`` and ``"123"`` are different items.
+        """
+        k = self._checked_k(k)
+        if not isinstance(exclude_seen, bool):
+            raise TypeError(f"exclude_seen must be a bool, got {exclude_seen!r}")
+        if empty not in _EMPTY:
+            raise ValueError(f"empty must be one of {_EMPTY}, got {empty!r}")
+        encoded = self._encode(sessions, unknown)
+        if empty == "error":
+            for index, session in enumerate(encoded.sessions):
+                if not session:
+                    raise ValueError(f"session {index} has no known item ({encoded.n_unknown[index]} unknown ids)")
+        known = [index for index, session in enumerate(encoded.sessions) if session]
+        results: list[Recommendation | None] = [None] * len(encoded.sessions)
+        if known:
+            batch = [encoded.sessions[index] for index in known]
+            scores, ids = self._top_k(batch, k, exclude_seen)
+            for row, index in enumerate(known):
+                results[index] = Recommendation(
+                    items=self._vocab.decode(ids[row]).tolist(), scores=scores[row],
+                    n_unknown=encoded.n_unknown[index], fallback=False,
+                )
+        for index, session in enumerate(encoded.sessions):
+            if not session:
+                results[index] = Recommendation(
+                    items=self._vocab.decode(self._popular_ids[:k]).tolist(), scores=self._popular_scores[:k].copy(),
+                    n_unknown=encoded.n_unknown[index], fallback=True,
+                )
+        return results
+
+    def recommend_one(
+        self,
+        session: Sequence[RawId],
+        k: int = 20,
+        *,
+        exclude_seen: bool = False,
+        unknown: Literal["drop", "error"] = "drop",
+        empty: Literal["popular", "error"] = "popular",
+    ) -> Recommendation:
+        """``recommend`` for a single session of raw item ids."""
+        return self.recommend([session], k, exclude_seen=exclude_seen, unknown=unknown, empty=empty)[0]
+
+    def session_embeddings(
+        self, sessions: Sequence[Sequence[RawId]], *, unknown: Literal["drop", "error"] = "drop"
+    ) -> np.ndarray:
+        """float32[B, d]: the session embedding s_h of each session (for retrieval with an
+        ANN index over ``bundle.item_embeddings()``; the score of item i is ``s_h . e_i``).
+
+        Unknown raw ids are dropped or raise as in ``recommend``; a session with no
+        known item raises ValueError.
+        """
+        encoded = self._encode(sessions, unknown)
+        for index, session in enumerate(encoded.sessions):
+            if not session:
+                raise ValueError(f"session {index} has no known item ({encoded.n_unknown[index]} unknown ids)")
+        if not encoded.sessions:
+            return np.zeros((0, self._bundle.embedding_size), dtype=np.float32)
+        (embeddings,) = self._run(self._feeds(encoded.sessions, 1), ["session_embedding"])
+        return embeddings
+
+    def _checked_k(self, k: Any) -> int:
+        if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer)):
+            raise TypeError(f"k must be an int, got {k!r} of type {type(k).__name__}")
+        k = int(k)
+        if not 1 <= k <= self._n_items:
+            raise ValueError(f"k must be in 1..{self._n_items} (the model's number of items), got {k}")
+        return k
+
+    def _encode(self, sessions: Any, unknown: str) -> _Encoded:
+        """Internal ids of the known raw ids of each session; TypeError / ValueError for bad input."""
+        if unknown not in _UNKNOWN:
+            raise ValueError(f"unknown must be one of {_UNKNOWN}, got {unknown!r}")
+        if isinstance(sessions, (str, bytes)) or not isinstance(sessions, Sequence):
+            raise TypeError(
+                f"sessions must be a list of sessions (lists of raw item ids), got {type(sessions).__name__}"
+            )
+        encoded = _Encoded(sessions=[], n_unknown=[])
+        for index, session in enumerate(sessions):
+            raw = self._raw_ids(session, index)
+            ids = self._vocab.encode(raw)
+            n_unknown = ids.count(0)
+            if n_unknown:
+                if unknown == "error":
+                    position = ids.index(0)
+                    raise ValueError(f"session {index} has unknown item id {raw[position]!r} at position {position}")
+                ids = [i for i in ids if i]
+            encoded.sessions.append(ids)
+            encoded.n_unknown.append(n_unknown)
+        return encoded
+
+    def _raw_ids(self, session: Any, index: int) -> list[RawId]:
+        """``session`` as a list of int / str raw ids of the model's type(s), or TypeError."""
+        if isinstance(session, np.ndarray):
+            if session.ndim != 1 or session.dtype.kind not in "iuUO":
+                raise TypeError(f"session {index} must be a 1-D array of raw item ids, got {session.dtype}"
+                                f"{list(session.shape)}")
+            session = session.tolist()
+        elif isinstance(session, (str, bytes)) or not isinstance(session, Sequence):
+            raise TypeError(
+                f"session {index} must be a sequence of raw item ids, got {type(session).__name__}"
+                f" (recommend takes a list of sessions; recommend_one takes one session)"
+            )
+        raw = list(session)
+        expected = self._raw_id_type
+        for position, value in enumerate(raw):
+            kind = type(value)
+            if kind is expected:
+                continue
+            if isinstance(value, np.integer):
+                value = raw[position] = int(value)
+                kind = int
+            elif kind is not int and kind is not str:
+                raise TypeError(
+                    f"session {index} has {value!r} of type {kind.__name__} at position {position}; "
+                    f"raw item ids are int or str"
+                )
+            if expected is not None and kind is not expected:
+                raise TypeError(
+                    f"session {index} has {value!r} ({kind.__name__}) at position {position}, but this "
+                    f"model's raw item ids are all {expected.__name__}"
+                )
+        return raw
+
+    def _feeds(self, sessions: list[list[int]], k: int) -> dict[str, np.ndarray]:
+        graphs = build_graphs(sessions, n_items=self._n_items, max_length=self._max_length,
+                              edge_weight=self._edge_weight)
+        return {"items": graphs.items, "adjacency": graphs.adjacency, "alias": graphs.alias, "mask": graphs.mask,
+                "k": np.array([k], dtype=np.int64)}
+
+    def _top_k(
+        self, sessions: list[list[int]], k: int, exclude_seen: bool
+    ) -> tuple[Sequence[np.ndarray], Sequence[np.ndarray]]:
+        """Per session (non-empty, internal ids): scores float32[<=k] and internal ids int64[<=k].
+
+        Without ``exclude_seen`` these are the rows of the model's [B, k] outputs. With
+        it the model is asked for k + (most distinct items of one session) and each
+        session's own items are filtered out here; a row keeps fewer than k only when
+        fewer items remain.
+        """
+        if not exclude_seen:
+            return self._run(self._feeds(sessions, k), ["scores", "item_ids"])
+        distinct = [np.unique(np.asarray(session, dtype=np.int64)) for session in sessions]
+        wide = min(self._n_items, k + max(len(d) for d in distinct))
+        scores, ids = self._run(self._feeds(sessions, wide), ["scores", "item_ids"])
+        # Key (row, id) -> row * (n_items + 1) + id; an id is seen when its key is in the row's keys.
+        stride = self._n_items + 1
+        rows = np.arange(len(sessions), dtype=np.int64)
+        seen_keys = np.concatenate([d + row * stride for row, d in zip(rows.tolist(), distinct)])
+        seen = np.isin(ids + rows[:, None] * stride, seen_keys)
+        order = np.argsort(seen, axis=1, kind="stable")[:, :k]
+        n_left = np.minimum((~seen).sum(axis=1), k)
+        kept_scores = np.take_along_axis(scores, order, axis=1)
+        kept_ids = np.take_along_axis(ids, order, axis=1)
+        return (
+            [kept_scores[row, :n] for row, n in enumerate(n_left.tolist())],
+            [kept_ids[row, :n] for row, n in enumerate(n_left.tolist())],
+        )
+
+    def _run(self, feeds: dict[str, np.ndarray], outputs: list[str]) -> list[np.ndarray]:
+        """Run the model; on CUDA inputs and outputs go through IO binding."""
+        if self._io_device is None:
+            return self._session.run(outputs, feeds)
+        binding = self._session.io_binding()
+        for name, array in feeds.items():
+            if name == "k":
+                binding.bind_cpu_input(name, array)
+            else:
+                binding.bind_ortvalue_input(name, onnxruntime.OrtValue.ortvalue_from_numpy(array, self._io_device, 0))
+        for name in outputs:
+            binding.bind_output(name, self._io_device)
+        self._session.run_with_iobinding(binding)
+        return binding.copy_outputs_to_cpu()
+
+
+def _cuda_driver_present() -> bool:
+    """True when the NVIDIA driver library loads: without it onnxruntime's CUDA provider
+    cannot work, and asking for it only fills stderr with onnxruntime's load errors."""
+    name = "nvcuda.dll" if sys.platform == "win32" else "libcuda.so.1"
+    try:
+        ctypes.CDLL(name)
+    except OSError:
+        return False
+    return True
+
+
+def _check_model(bundle: Bundle, session: onnxruntime.InferenceSession) -> None:
+    """The ONNX model's inputs and recorded sizes agree with the bundle's manifest."""
+    names = tuple(i.name for i in session.get_inputs())
+    if names != _INPUTS:
+        raise BundleError(f"bundle {bundle.path}: model.onnx has inputs {names}, expected {_INPUTS}")
+    metadata = session.get_modelmeta().custom_metadata_map
+    for field, key in _METADATA.items():
+        expected = getattr(bundle, field)
+        if metadata.get(key) != str(expected):
+            raise BundleError(
+                f"bundle {bundle.path}: model.onnx was exported for {field} = {metadata.get(key)} but "
+                f"manifest.json and the vocabulary say {expected}"
+            )

@@ -1,0 +1,65 @@
+"""Shared fixtures: a small synthetic dataset, a model trained on it, and its bundle.
+
+Each is built once per test session (about 10 s together on 2 cores) in a
+temporary directory; tests must treat them as read-only (copy before changing).
+The torch side is imported inside the fixtures, so test files that use none of
+them never import torch.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DIGINETICA_SAMPLE = REPO_ROOT.parent / "shared" / "data" / "diginetica-sample" / "train-item-views.csv"
+
+# The synthetic world of the shared fixtures: small enough to train in seconds.
+SYNTHETIC_SESSIONS = 3000
+SYNTHETIC_ITEMS = 200
+HIDDEN_SIZE = 16
+
+
+@pytest.fixture(scope="session")
+def synthetic_dataset(tmp_path_factory) -> Path:
+    """A prepared dataset directory (srgnn_rt.dataset layout) of a synthetic click log:
+    3,000 sessions over 200 items, raw item ids are ints."""
+    from srgnn_rt.synthetic import SyntheticConfig, generate_click_log
+    from srgnn_rt_torch.prepare import prepare
+
+    root = tmp_path_factory.mktemp("synthetic")
+    log = generate_click_log(SYNTHETIC_SESSIONS, seed=0, days=30, config=SyntheticConfig(n_items=SYNTHETIC_ITEMS))
+    log.write_csv(root / "clicks.csv")
+    prepare(root / "clicks.csv", root / "data", format="csv",
+            session_column="session", item_column="item", time_column="time")
+    return root / "data"
+
+
+@pytest.fixture(scope="session")
+def synthetic_run(synthetic_dataset, tmp_path_factory) -> Path:
+    """A training run directory (srgnn_rt_torch.run layout): d = 16, one epoch on ``synthetic_dataset``."""
+    from srgnn_rt_torch.train import TrainConfig, train
+
+    run_dir = tmp_path_factory.mktemp("synthetic-run") / "run"
+    train(synthetic_dataset, run_dir, TrainConfig(epochs=1, hidden_size=HIDDEN_SIZE), device="cpu",
+          threads=1, progress=False)
+    return run_dir
+
+
+@pytest.fixture(scope="session")
+def synthetic_bundle(synthetic_run, tmp_path_factory) -> Path:
+    """The bundle directory (srgnn_rt.bundle layout) exported from ``synthetic_run``."""
+    from srgnn_rt_torch.onnx_export import export_run
+
+    bundle_dir = tmp_path_factory.mktemp("synthetic-bundle") / "bundle"
+    export_run(synthetic_run, bundle_dir)
+    return bundle_dir
+
+
+@pytest.fixture(scope="session")
+def diginetica_sample() -> Path:
+    """Path of the real Diginetica sample click log; skips the test when it is absent."""
+    if not DIGINETICA_SAMPLE.is_file():
+        pytest.skip(f"the Diginetica sample is not at {DIGINETICA_SAMPLE} (it lives in shared/ beside the repo)")
+    return DIGINETICA_SAMPLE

@@ -1,0 +1,244 @@
+"""The bundle format: atomic writes, checksums, format version and consistency checks (no torch)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import srgnn_rt.bundle as bundle_module
+from srgnn_rt.bundle import (
+    BUNDLE_FILES,
+    FORMAT_VERSION,
+    Bundle,
+    BundleError,
+    GraphBuilderOptions,
+    write_bundle,
+)
+from srgnn_rt.vocab import Vocab
+
+N_ITEMS, D = 6, 4
+
+
+def _manifest(n_items: int = N_ITEMS, d: int = D, **builder) -> dict:
+    return {
+        "n_items": n_items,
+        "embedding_size": d,
+        "model": {"n_items": n_items, "hidden_size": d, "step": 1, "nonhybrid": False},
+        "graph_builder": GraphBuilderOptions(**builder).to_dict(),
+        "onnx": {"opset": 18},
+    }
+
+
+def _write(path, raw_ids=None, **kwargs):
+    raw_ids = list(range(101, 101 + N_ITEMS)) if raw_ids is None else raw_ids
+    n = len(raw_ids)
+    rng = np.random.default_rng(0)
+    counts = np.concatenate([[0], rng.integers(0, 50, size=n)]).astype(np.int64)
+    options = dict(
+        model=b"stand-in for model.onnx: the bundle format never parses it",
+        vocab=Vocab(raw_ids),
+        item_counts=counts,
+        item_embeddings=rng.normal(size=(n, D)).astype(np.float32),
+        manifest=_manifest(n),
+    )
+    options.update(kwargs)
+    return write_bundle(path, **options)
+
+
+def _replace(bundle_dir, name: str, content: bytes) -> None:
+    """Overwrite a bundle file and record its new sha256, as a careless tool would."""
+    (bundle_dir / name).write_bytes(content)
+    manifest_path = bundle_dir / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["files"][name]["sha256"] = hashlib.sha256(content).hexdigest()
+    manifest_path.write_text(json.dumps(manifest))
+
+
+def _edit_manifest(bundle_dir, **changes) -> None:
+    manifest_path = bundle_dir / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest.update(changes)
+    manifest_path.write_text(json.dumps(manifest))
+
+
+def _npy_bytes(array: np.ndarray, tmp_path, allow_pickle: bool = False) -> bytes:
+    path = tmp_path / "array.npy"
+    np.save(path, array, allow_pickle=allow_pickle)
+    return path.read_bytes()
+
+
+def test_round_trip(tmp_path):
+    written = _write(tmp_path / "b", manifest=_manifest(max_length=12, edge_weight="count"))
+    loaded = Bundle.load(tmp_path / "b")
+    assert loaded.path == written.path == (tmp_path / "b").absolute()
+    assert loaded.n_items == N_ITEMS and loaded.embedding_size == D
+    assert loaded.vocab == Vocab(range(101, 101 + N_ITEMS))
+    assert loaded.item_counts.dtype == np.int64 and loaded.item_counts.shape == (N_ITEMS + 1,)
+    assert loaded.graph_builder == GraphBuilderOptions(max_length=12, edge_weight="count")
+    assert loaded.item_embeddings().shape == (N_ITEMS, D)
+    assert loaded.model_path.read_bytes().startswith(b"stand-in")
+    manifest = loaded.manifest
+    assert manifest["format"] == "srgnn-rt-bundle" and manifest["format_version"] == FORMAT_VERSION
+    for name in BUNDLE_FILES:
+        assert manifest["files"][name]["sha256"] == hashlib.sha256((tmp_path / "b" / name).read_bytes()).hexdigest()
+    assert sorted(os.listdir(tmp_path)) == ["b"]
+
+
+@given(raw_ids=st.lists(st.one_of(st.integers(-(2**62), 2**62), st.text(max_size=8)), min_size=1, max_size=20,
+                        unique=True))
+@settings(max_examples=30, deadline=None)
+def test_any_raw_ids_round_trip(tmp_path_factory, raw_ids):
+    path = tmp_path_factory.mktemp("ids") / "b"
+    _write(path, raw_ids=raw_ids)
+    assert Bundle.load(path).vocab.raw_ids == raw_ids
+
+
+@pytest.mark.parametrize("name", BUNDLE_FILES)
+def test_missing_file(tmp_path, name):
+    _write(tmp_path / "b")
+    (tmp_path / "b" / name).unlink()
+    with pytest.raises(BundleError, match=f"lacks {name}"):
+        Bundle.load(tmp_path / "b")
+
+
+@pytest.mark.parametrize("name", BUNDLE_FILES)
+def test_flipped_byte(tmp_path, name):
+    _write(tmp_path / "b")
+    path = tmp_path / "b" / name
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+    with pytest.raises(BundleError, match=f"{name} is corrupted or was changed after export"):
+        Bundle.load(tmp_path / "b")
+
+
+def test_missing_manifest_and_directory(tmp_path):
+    _write(tmp_path / "b")
+    (tmp_path / "b" / "manifest.json").unlink()
+    with pytest.raises(BundleError, match="lacks manifest.json"):
+        Bundle.load(tmp_path / "b")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        Bundle.load(tmp_path / "nowhere")
+
+
+def test_manifest_not_json(tmp_path):
+    _write(tmp_path / "b")
+    (tmp_path / "b" / "manifest.json").write_text("{not json")
+    with pytest.raises(BundleError, match="not valid JSON"):
+        Bundle.load(tmp_path / "b")
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"format_version": FORMAT_VERSION + 1}, "newer srgnn-rt"),
+        ({"format_version": 0}, f"format_version is 0 but this srgnn-rt reads {FORMAT_VERSION}"),
+        ({"format_version": "1"}, "format_version is '1'"),
+        ({"format": "something-else"}, "does not describe an srgnn-rt bundle"),
+        ({"n_items": 0}, "n_items must be an int >= 1"),
+        ({"embedding_size": D + 1}, "disagrees with n_items"),
+        ({"graph_builder": {"max_length": 0, "edge_weight": "binary"}}, "graph_builder .* is invalid"),
+        ({"graph_builder": {"edge_weight": "binary", "window": 3}}, "graph_builder .* is invalid"),
+        ({"onnx": {}}, "int opset"),
+        ({"files": {}}, "no sha256 for model.onnx"),
+    ],
+)
+def test_bad_manifest(tmp_path, changes, message):
+    _write(tmp_path / "b")
+    _edit_manifest(tmp_path / "b", **changes)
+    with pytest.raises(BundleError, match=message):
+        Bundle.load(tmp_path / "b")
+
+
+def test_vocab_disagrees_with_n_items(tmp_path):
+    _write(tmp_path / "b")
+    _replace(tmp_path / "b", "vocab.json", json.dumps(list(range(N_ITEMS - 1))).encode())
+    with pytest.raises(BundleError, match=f"vocab.json holds {N_ITEMS - 1} raw ids but the model scores "
+                                          f"n_items = {N_ITEMS}"):
+        Bundle.load(tmp_path / "b")
+
+
+def test_invalid_vocab(tmp_path):
+    _write(tmp_path / "b")
+    _replace(tmp_path / "b", "vocab.json", json.dumps([1, 2, 2, 3, 4, 5]).encode())
+    with pytest.raises(BundleError, match="vocab.json is invalid: vocab has raw id 2 twice"):
+        Bundle.load(tmp_path / "b")
+
+
+@pytest.mark.parametrize(
+    "name, array, message",
+    [
+        ("item_counts.npy", np.zeros(N_ITEMS, dtype=np.int64), r"int64\[6\], expected int64\[7\]"),
+        ("item_counts.npy", np.zeros(N_ITEMS + 1, dtype=np.int32), r"int32\[7\], expected int64\[7\]"),
+        ("item_counts.npy", np.array([3] + [1] * N_ITEMS, dtype=np.int64), "entry 0 = 3"),
+        ("item_counts.npy", np.array([0, -1] + [1] * (N_ITEMS - 1), dtype=np.int64), "minimum -1"),
+        ("item_embeddings.npy", np.zeros((N_ITEMS, D + 1), dtype=np.float32), r"float32\[6, 5\]"),
+        ("item_embeddings.npy", np.zeros((N_ITEMS, D), dtype=np.float64), r"float64\[6, 4\]"),
+    ],
+)
+def test_array_disagrees(tmp_path, name, array, message):
+    _write(tmp_path / "b")
+    _replace(tmp_path / "b", name, _npy_bytes(array, tmp_path))
+    with pytest.raises(BundleError, match=message):
+        Bundle.load(tmp_path / "b")
+
+
+def test_pickled_array_is_refused(tmp_path):
+    _write(tmp_path / "b")
+    pickled = _npy_bytes(np.array([0] + [object()] * N_ITEMS, dtype=object), tmp_path, allow_pickle=True)
+    _replace(tmp_path / "b", "item_counts.npy", pickled)
+    with pytest.raises(BundleError, match="cannot be read as a plain .npy array"):
+        Bundle.load(tmp_path / "b")
+
+
+def test_failed_write_leaves_nothing(tmp_path, monkeypatch):
+    def broken_save(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(bundle_module.np, "save", broken_save)
+    with pytest.raises(OSError, match="disk full"):
+        _write(tmp_path / "b")
+    assert os.listdir(tmp_path) == []
+
+
+def test_inconsistent_input_is_not_written(tmp_path):
+    with pytest.raises(BundleError, match="vocab.json holds 3 raw ids"):
+        _write(tmp_path / "b", vocab=Vocab([1, 2, 3]))
+    assert os.listdir(tmp_path) == []
+
+
+def test_existing_directory(tmp_path):
+    _write(tmp_path / "b", raw_ids=list(range(N_ITEMS)))
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        _write(tmp_path / "b")
+    assert Bundle.load(tmp_path / "b").vocab.raw_ids == list(range(N_ITEMS))
+    _write(tmp_path / "b", overwrite=True)
+    assert Bundle.load(tmp_path / "b").vocab.raw_ids == list(range(101, 101 + N_ITEMS))
+    assert sorted(os.listdir(tmp_path)) == ["b"]
+    (tmp_path / "empty").mkdir()
+    _write(tmp_path / "empty")
+    Bundle.load(tmp_path / "empty")
+
+
+def test_write_arguments(tmp_path):
+    with pytest.raises(TypeError, match="serialized ONNX model"):
+        _write(tmp_path / "b", model="model.onnx")
+    with pytest.raises(ValueError, match=r"\['files'\] are filled in by write_bundle"):
+        _write(tmp_path / "b", manifest={**_manifest(), "files": {}})
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [({"max_length": 0}, "max_length"), ({"max_length": 2.5}, "max_length"), ({"max_length": True}, "max_length"),
+     ({"edge_weight": "weighted"}, "edge_weight")],
+)
+def test_graph_builder_options(options, message):
+    with pytest.raises(ValueError, match=message):
+        GraphBuilderOptions(**options)
