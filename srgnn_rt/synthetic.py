@@ -74,10 +74,10 @@ class ClickLog:
         return len(self.session_id)
 
     def write_csv(self, path: str | os.PathLike) -> None:
-        """Write ``session_id,item_id,timestamp`` rows with a header."""
+        """Write ``session,item,time`` rows (time in epoch seconds) with that header."""
         with open(path, "w", newline="") as f:
             writer = csv.writer(f)
-            writer.writerow(("session_id", "item_id", "timestamp"))
+            writer.writerow(("session", "item", "time"))
             writer.writerows(zip(self.session_id.tolist(), self.item_id.tolist(), self.timestamp.tolist()))
 
 

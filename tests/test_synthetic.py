@@ -58,7 +58,7 @@ def test_click_log_is_time_ordered_with_raw_ids(tmp_path):
     path = tmp_path / "clicks.csv"
     log.write_csv(path)
     lines = path.read_text().splitlines()
-    assert lines[0] == "session_id,item_id,timestamp" and len(lines) == len(log) + 1
+    assert lines[0] == "session,item,time" and len(lines) == len(log) + 1
 
 
 @pytest.mark.parametrize(
