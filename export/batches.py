@@ -16,7 +16,8 @@ class BatchLoader:
 
     Yields ``(items int64[B, N], adjacency float32[B, N, 2N], alias int64[B, T],
     mask float32[B, T], targets int64[B])`` on ``device``; targets are internal
-    ids 1..n. ``order`` fixes the prefix order (a permutation for training).
+    ids 1..n. ``order`` picks the prefixes and their order (a permutation for
+    training); default: all, in order.
     """
 
     def __init__(
@@ -41,9 +42,8 @@ class BatchLoader:
         return math.ceil(len(self.targets) / self.batch_size)
 
     def batches(self, order: np.ndarray | None = None):
-        n = len(self.targets)
-        order = np.arange(n) if order is None else order
-        for start in range(0, n, self.batch_size):
+        order = np.arange(len(self.targets)) if order is None else order
+        for start in range(0, len(order), self.batch_size):
             index = order[start : start + self.batch_size]
             graphs = build_graphs(
                 self.sessions.take(index),

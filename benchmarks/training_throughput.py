@@ -1,0 +1,114 @@
+"""Training throughput: our loop against one in the style of the authors' code.
+
+Both train the same SR-GNN (same initial weights, Adam, cross-entropy) on the
+same mini-batches of synthetic Diginetica-sized prefixes (43,097 items). They
+differ where the authors' code differs from ours:
+
+- reference style: graphs built click by click in Python
+  (``benchmarks/reference_style.py``), arrays converted to tensors per batch, and
+  the authors' per-session ``torch.stack`` gather of click states in the forward;
+- ours: a CSR gather of the batch, the compiled builder, and the model's
+  batched gather (``srgnn_rt_torch.batches.BatchLoader`` + ``SRGNN``).
+
+Run from the repository root: ``python -m benchmarks.training_throughput [--batches 200] [--threads 2]``.
+Prints prefixes per second of each loop (median over repeats) and their ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+import torch
+
+from benchmarks.reference_style import build_graphs_per_click
+from srgnn_rt.dataset import PrefixSplit
+from srgnn_rt.synthetic import SyntheticConfig, generate_sessions_array
+from srgnn_rt_torch.batches import BatchLoader
+from srgnn_rt_torch.model import SRGNN, ModelConfig
+
+
+def _prefixes(n_sessions: int, n_items: int, seed: int) -> PrefixSplit:
+    """Every prefix of synthetic sessions of length >= 2: ``s[:i] -> s[i]``."""
+    items, offsets = generate_sessions_array(n_sessions, seed=seed, config=SyntheticConfig(n_items=n_items))
+    flat, bounds, targets = [], [0], []
+    for a, b in zip(offsets[:-1].tolist(), offsets[1:].tolist()):
+        for end in range(a + 1, b):
+            flat.extend(items[a:end].tolist())
+            bounds.append(len(flat))
+            targets.append(int(items[end]))
+    return PrefixSplit(np.array(flat, dtype=np.int64), np.array(bounds, dtype=np.int64),
+                       np.array(targets, dtype=np.int64))
+
+
+def _reference_style_scores(model: SRGNN, items, adjacency, alias, mask) -> torch.Tensor:
+    """The authors' forward: GNN over nodes, then a Python loop stacking each session's click states."""
+    hidden = model.embedding(items)
+    for _ in range(model.config.step):
+        hidden = model.gnn(adjacency, hidden)
+    seq_hidden = torch.stack([hidden[i][alias[i]] for i in torch.arange(len(alias)).long()])
+    last = seq_hidden[torch.arange(mask.shape[0]).long(), torch.sum(mask, 1).long() - 1]
+    alpha = model.q(torch.sigmoid(model.w1(last).unsqueeze(1) + model.w2(seq_hidden)))
+    s_g = torch.sum(alpha * seq_hidden * mask.view(mask.shape[0], -1, 1).float(), 1)
+    s_h = model.w3(torch.cat([s_g, last], 1))
+    return model.score(s_h)
+
+
+def _reference_style_batches(split: PrefixSplit, order: np.ndarray, batch_size: int):
+    items, offsets = split.items.tolist(), split.offsets.tolist()
+    for start in range(0, len(order), batch_size):
+        index = order[start : start + batch_size].tolist()
+        sessions = [items[offsets[i] : offsets[i + 1]] for i in index]
+        node_items, adjacency, alias, mask = build_graphs_per_click(sessions)
+        yield (torch.Tensor(node_items).long(), torch.Tensor(adjacency).float(), torch.Tensor(alias).long(),
+               torch.Tensor(mask).float(), torch.Tensor(split.targets[index]).long())
+
+
+def _train_seconds(batches, model: SRGNN, forward) -> float:
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, weight_decay=1e-5)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    started = time.perf_counter()
+    for items, adjacency, alias, mask, targets in batches:
+        optimizer.zero_grad(set_to_none=True)
+        loss = loss_fn(forward(model, items, adjacency, alias, mask), targets - 1)
+        loss.backward()
+        optimizer.step()
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sessions", type=int, default=25_000, help="synthetic sessions (about 4 prefixes each)")
+    parser.add_argument("--items", type=int, default=43_097)
+    parser.add_argument("--batches", type=int, default=200, help="batches of 100 timed per repeat")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    split = _prefixes(args.sessions, args.items, seed=0)
+    print(f"{len(split):,} prefixes over {args.items:,} items; timing {args.batches} batches of 100, "
+          f"{args.repeats} repeats, {args.threads} threads")
+    loader = BatchLoader(split, n_items=args.items, batch_size=100, device=torch.device("cpu"))
+    ours_fn = lambda model, *arrays: model(*arrays)  # noqa: E731
+    rates = {"reference style": [], "srgnn_rt": []}
+    for repeat in range(args.repeats):
+        order = np.random.default_rng(repeat).permutation(len(split))[: args.batches * 100]
+        torch.manual_seed(repeat)
+        initial = SRGNN(ModelConfig(n_items=args.items)).state_dict()
+        for name, batches, forward in (
+            ("reference style", _reference_style_batches(split, order, 100), _reference_style_scores),
+            ("srgnn_rt", loader.batches(order), ours_fn),
+        ):
+            model = SRGNN(ModelConfig(n_items=args.items))
+            model.load_state_dict(initial)
+            rates[name].append(len(order) / _train_seconds(batches, model, forward))
+    medians = {name: statistics.median(values) for name, values in rates.items()}
+    for name, rate in medians.items():
+        print(f"{name:>16}: {rate:8.0f} prefixes/s  (runs: {', '.join(f'{r:.0f}' for r in rates[name])})")
+    print(f"{'speed-up':>16}: {medians['srgnn_rt'] / medians['reference style']:8.2f}x")
+
+
+if __name__ == "__main__":
+    main()
