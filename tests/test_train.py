@@ -178,3 +178,28 @@ def test_model_beats_most_popular_by_2x_on_synthetic_data(tmp_path):
     train(tmp_path / "data", tmp_path / "run", TrainConfig(epochs=3, hidden_size=32), device="cpu", progress=False)
     report = evaluate_run(tmp_path / "run", tmp_path / "data", device="cpu")
     assert report["model"]["HR@20"] >= 2 * report["most_popular"]["HR@20"]
+
+
+@pytest.mark.cuda
+def test_training_and_evaluation_on_cuda_match_cpu(synthetic_dataset, tmp_path):
+    if not torch.cuda.is_available():
+        pytest.skip("torch sees no CUDA device here")
+    from srgnn_rt.graph import CSRSessions, build_graphs
+
+    config = TrainConfig(epochs=1, **TINY)
+    train(synthetic_dataset, tmp_path / "gpu", config, device="cuda", progress=False)
+    train(synthetic_dataset, tmp_path / "cpu", config, device="cpu", progress=False)
+    gpu_loss = json.loads((tmp_path / "gpu" / "metrics.json").read_text())["epochs"][0]["loss"]
+    cpu_loss = json.loads((tmp_path / "cpu" / "metrics.json").read_text())["epochs"][0]["loss"]
+    assert gpu_loss == pytest.approx(cpu_loss, rel=1e-3)
+    dataset = PreparedDataset.load(synthetic_dataset)
+    graphs = build_graphs(CSRSessions(dataset.test.items, dataset.test.offsets))
+    arrays = [torch.from_numpy(a) for a in (graphs.items, graphs.adjacency, graphs.alias, graphs.mask)]
+    model = load_run(tmp_path / "gpu")
+    with torch.no_grad():
+        on_cpu = model(*arrays)
+        on_gpu = model.to("cuda")(*(a.to("cuda") for a in arrays)).cpu()
+    assert torch.allclose(on_cpu, on_gpu, atol=1e-4)
+    report = evaluate_run(tmp_path / "gpu", synthetic_dataset, device="cuda")
+    assert report["model"] == pytest.approx(evaluate_run(tmp_path / "gpu", synthetic_dataset, device="cpu")["model"],
+                                            abs=100 / len(dataset.test) + 1e-9)
