@@ -7,8 +7,8 @@ differ where the authors' code differs from ours:
 - reference style: graphs built click by click in Python
   (``benchmarks/reference_style.py``), arrays converted to tensors per batch, and
   the authors' per-session ``torch.stack`` gather of click states in the forward;
-- ours: a CSR gather of the batch, the compiled builder, and the model's
-  batched gather (``srgnn_rt_torch.batches.BatchLoader`` + ``SRGNN``).
+- ours: a CSR gather of the batch, the compiled builder, the model's batched
+  gather and the fused Adam kernel (``BatchLoader`` + ``SRGNN`` + ``build_optimizer``).
 
 Run from the repository root: ``python -m benchmarks.training_throughput [--batches 200] [--threads 2]``.
 Prints prefixes per second of each loop (median over repeats) and their ratio.
@@ -28,6 +28,7 @@ from srgnn_rt.dataset import PrefixSplit
 from srgnn_rt.synthetic import SyntheticConfig, generate_sessions_array
 from srgnn_rt_torch.batches import BatchLoader
 from srgnn_rt_torch.model import SRGNN, ModelConfig
+from srgnn_rt_torch.train import TrainConfig, build_optimizer
 
 
 def _prefixes(n_sessions: int, n_items: int, seed: int) -> PrefixSplit:
@@ -66,8 +67,7 @@ def _reference_style_batches(split: PrefixSplit, order: np.ndarray, batch_size: 
                torch.Tensor(mask).float(), torch.Tensor(split.targets[index]).long())
 
 
-def _train_seconds(batches, model: SRGNN, forward) -> float:
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, weight_decay=1e-5)
+def _train_seconds(batches, model: SRGNN, forward, optimizer) -> float:
     loss_fn = torch.nn.CrossEntropyLoss()
     started = time.perf_counter()
     for items, adjacency, alias, mask, targets in batches:
@@ -97,13 +97,14 @@ def main() -> None:
         order = np.random.default_rng(repeat).permutation(len(split))[: args.batches * 100]
         torch.manual_seed(repeat)
         initial = SRGNN(ModelConfig(n_items=args.items)).state_dict()
-        for name, batches, forward in (
-            ("reference style", _reference_style_batches(split, order, 100), _reference_style_scores),
-            ("srgnn_rt", loader.batches(order), ours_fn),
+        for name, batches, forward, make_optimizer in (
+            ("reference style", _reference_style_batches(split, order, 100), _reference_style_scores,
+             lambda model: torch.optim.Adam(model.parameters(), lr=1e-3, weight_decay=1e-5)),
+            ("srgnn_rt", loader.batches(order), ours_fn, lambda model: build_optimizer(model, TrainConfig())),
         ):
             model = SRGNN(ModelConfig(n_items=args.items))
             model.load_state_dict(initial)
-            rates[name].append(len(order) / _train_seconds(batches, model, forward))
+            rates[name].append(len(order) / _train_seconds(batches, model, forward, make_optimizer(model)))
     medians = {name: statistics.median(values) for name, values in rates.items()}
     for name, rate in medians.items():
         print(f"{name:>16}: {rate:8.0f} prefixes/s  (runs: {', '.join(f'{r:.0f}' for r in rates[name])})")
