@@ -36,6 +36,8 @@ _DEVICES = ("auto", "cpu", "cuda")
 _UNKNOWN = ("drop", "error")
 _EMPTY = ("popular", "error")
 _INPUTS = ("items", "adjacency", "alias", "mask", "k")
+BUCKET_SIZE = 64
+"""Batches larger than this run in buckets of similar session length (see ``Recommender._infer``)."""
 _METADATA = {"n_items": "srgnn_rt.n_items", "embedding_size": "srgnn_rt.embedding_size"}
 
 
@@ -230,7 +232,7 @@ class Recommender:
                 raise ValueError(f"session {index} has no known item ({encoded.n_unknown[index]} unknown ids)")
         if not encoded.sessions:
             return np.zeros((0, self._bundle.embedding_size), dtype=np.float32)
-        (embeddings,) = self._run(self._feeds(encoded.sessions, 1), ["session_embedding"])
+        (embeddings,) = self._infer(encoded.sessions, 1, ["session_embedding"])
         return embeddings
 
     def _checked_k(self, k: Any) -> int:
@@ -313,10 +315,10 @@ class Recommender:
         fewer items remain.
         """
         if not exclude_seen:
-            return self._run(self._feeds(sessions, k), ["scores", "item_ids"])
+            return self._infer(sessions, k, ["scores", "item_ids"])
         distinct = [np.unique(np.asarray(session, dtype=np.int64)) for session in sessions]
         wide = min(self._n_items, k + max(len(d) for d in distinct))
-        scores, ids = self._run(self._feeds(sessions, wide), ["scores", "item_ids"])
+        scores, ids = self._infer(sessions, wide, ["scores", "item_ids"])
         # Key (row, id) -> row * (n_items + 1) + id; an id is seen when its key is in the row's keys.
         stride = self._n_items + 1
         rows = np.arange(len(sessions), dtype=np.int64)
@@ -330,6 +332,31 @@ class Recommender:
             [kept_scores[row, :n] for row, n in enumerate(n_left.tolist())],
             [kept_ids[row, :n] for row, n in enumerate(n_left.tolist())],
         )
+
+    def _infer(self, sessions: list[list[int]], k: int, outputs: list[str]) -> list[np.ndarray]:
+        """The model's ``outputs`` for non-empty sessions of internal ids; row i is session i.
+
+        A batch pads every session to its most nodes and clicks, so one long
+        session makes the GNN and attention work on padding for all the others.
+        Batches above ``BUCKET_SIZE`` therefore run in buckets of sessions of
+        similar length (sorted by length, split evenly); the outputs are put back
+        in the caller's order. Each session's result does not depend on its bucket.
+        """
+        if len(sessions) <= BUCKET_SIZE:
+            return self._run(self._feeds(sessions, k), outputs)
+        lengths = np.fromiter(map(len, sessions), dtype=np.int64, count=len(sessions))
+        order = np.argsort(lengths, kind="stable")
+        parts = [
+            self._run(self._feeds([sessions[i] for i in bucket.tolist()], k), outputs)
+            for bucket in np.array_split(order, -(-len(sessions) // BUCKET_SIZE))
+        ]
+        merged = []
+        for position in range(len(outputs)):
+            stacked = np.concatenate([part[position] for part in parts])
+            result = np.empty_like(stacked)
+            result[order] = stacked
+            merged.append(result)
+        return merged
 
     def _run(self, feeds: dict[str, np.ndarray], outputs: list[str]) -> list[np.ndarray]:
         """Run the model; on CUDA inputs and outputs go through IO binding."""

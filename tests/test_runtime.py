@@ -350,6 +350,24 @@ def test_batch_answers_are_per_session_answers(recommender, raw_ids, data):
             assert not set(result.items) & set(cleaned)
 
 
+def test_large_batches_run_in_length_buckets_without_changing_answers(recommender, raw_ids, monkeypatch):
+    """Bucketing by length (for batches above BUCKET_SIZE) returns each session's own answer, in order."""
+    import srgnn_rt.runtime
+
+    rng = np.random.default_rng(3)
+    sessions = [rng.choice(raw_ids, size=int(length)).tolist() for length in rng.integers(1, 40, size=23)]
+    monkeypatch.setattr(srgnn_rt.runtime, "BUCKET_SIZE", 4)
+    for exclude_seen in (False, True):
+        batch = recommender.recommend(sessions, 10, exclude_seen=exclude_seen)
+        for session, result in zip(sessions, batch):
+            alone = recommender.recommend_one(session, 10, exclude_seen=exclude_seen)
+            assert result.items == alone.items
+            np.testing.assert_allclose(result.scores, alone.scores, rtol=0, atol=1e-5)
+    embeddings = recommender.session_embeddings(sessions)
+    for row, session in zip(embeddings, sessions):
+        np.testing.assert_allclose(row, recommender.session_embeddings([session])[0], rtol=0, atol=1e-5)
+
+
 # --- bundles of other kinds -------------------------------------------------------------------
 
 
