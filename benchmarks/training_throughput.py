@@ -10,7 +10,8 @@ differ where the authors' code differs from ours:
 - ours: a CSR gather of the batch, the compiled builder, the model's batched
   gather and the fused Adam kernel (``BatchLoader`` + ``SRGNN`` + ``build_optimizer``).
 
-Run from the repository root: ``python -m benchmarks.training_throughput [--batches 200] [--threads 2]``.
+Run from the repository root:
+``python -m benchmarks.training_throughput [--batches 200] [--threads 2] [--device cuda]``.
 Prints prefixes per second of each loop (median over repeats) and their ratio.
 """
 
@@ -50,24 +51,26 @@ def _reference_style_scores(model: SRGNN, items, adjacency, alias, mask) -> torc
     for _ in range(model.config.step):
         hidden = model.gnn(adjacency, hidden)
     seq_hidden = torch.stack([hidden[i][alias[i]] for i in torch.arange(len(alias)).long()])
-    last = seq_hidden[torch.arange(mask.shape[0]).long(), torch.sum(mask, 1).long() - 1]
+    last = seq_hidden[torch.arange(mask.shape[0], device=mask.device).long(), torch.sum(mask, 1).long() - 1]
     alpha = model.q(torch.sigmoid(model.w1(last).unsqueeze(1) + model.w2(seq_hidden)))
     s_g = torch.sum(alpha * seq_hidden * mask.view(mask.shape[0], -1, 1).float(), 1)
     s_h = model.w3(torch.cat([s_g, last], 1))
     return model.score(s_h)
 
 
-def _reference_style_batches(split: PrefixSplit, order: np.ndarray, batch_size: int):
+def _reference_style_batches(split: PrefixSplit, order: np.ndarray, batch_size: int, device: torch.device):
     items, offsets = split.items.tolist(), split.offsets.tolist()
     for start in range(0, len(order), batch_size):
         index = order[start : start + batch_size].tolist()
         sessions = [items[offsets[i] : offsets[i + 1]] for i in index]
         node_items, adjacency, alias, mask = build_graphs_per_click(sessions)
-        yield (torch.Tensor(node_items).long(), torch.Tensor(adjacency).float(), torch.Tensor(alias).long(),
-               torch.Tensor(mask).float(), torch.Tensor(split.targets[index]).long())
+        yield tuple(t.to(device) for t in (
+            torch.Tensor(node_items).long(), torch.Tensor(adjacency).float(), torch.Tensor(alias).long(),
+            torch.Tensor(mask).float(), torch.Tensor(split.targets[index]).long()))
 
 
 def _train_seconds(batches, model: SRGNN, forward, optimizer) -> float:
+    synchronize = torch.cuda.synchronize if next(model.parameters()).is_cuda else (lambda: None)
     loss_fn = torch.nn.CrossEntropyLoss()
     started = time.perf_counter()
     for items, adjacency, alias, mask, targets in batches:
@@ -75,6 +78,7 @@ def _train_seconds(batches, model: SRGNN, forward, optimizer) -> float:
         loss = loss_fn(forward(model, items, adjacency, alias, mask), targets - 1)
         loss.backward()
         optimizer.step()
+    synchronize()
     return time.perf_counter() - started
 
 
@@ -85,12 +89,14 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=200, help="batches of 100 timed per repeat")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
     split = _prefixes(args.sessions, args.items, seed=0)
     print(f"{len(split):,} prefixes over {args.items:,} items; timing {args.batches} batches of 100, "
-          f"{args.repeats} repeats, {args.threads} threads")
-    loader = BatchLoader(split, n_items=args.items, batch_size=100, device=torch.device("cpu"))
+          f"{args.repeats} repeats, {args.threads} threads, device {device}")
+    loader = BatchLoader(split, n_items=args.items, batch_size=100, device=device)
     ours_fn = lambda model, *arrays: model(*arrays)  # noqa: E731
     rates = {"reference style": [], "srgnn_rt": []}
     for repeat in range(args.repeats):
@@ -98,12 +104,13 @@ def main() -> None:
         torch.manual_seed(repeat)
         initial = SRGNN(ModelConfig(n_items=args.items)).state_dict()
         for name, batches, forward, make_optimizer in (
-            ("reference style", _reference_style_batches(split, order, 100), _reference_style_scores,
+            ("reference style", _reference_style_batches(split, order, 100, device), _reference_style_scores,
              lambda model: torch.optim.Adam(model.parameters(), lr=1e-3, weight_decay=1e-5)),
             ("srgnn_rt", loader.batches(order), ours_fn, lambda model: build_optimizer(model, TrainConfig())),
         ):
             model = SRGNN(ModelConfig(n_items=args.items))
             model.load_state_dict(initial)
+            model.to(device)
             rates[name].append(len(order) / _train_seconds(batches, model, forward, make_optimizer(model)))
     medians = {name: statistics.median(values) for name, values in rates.items()}
     for name, rate in medians.items():

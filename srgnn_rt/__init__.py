@@ -13,7 +13,13 @@ __version__ = "0.1.0"
 
 # The serving classes pull in onnxruntime: imported on first use, so that
 # ``import srgnn_rt`` for the graph builder alone stays light.
-_LAZY = {"Recommender": "runtime", "Recommendation": "runtime", "MicroBatcher": "batcher"}
+_LAZY = {
+    "Recommender": "runtime",
+    "Recommendation": "runtime",
+    "MicroBatcher": "batcher",
+    "QueueFullError": "batcher",
+    "BatcherClosedError": "batcher",
+}
 
 
 def __getattr__(name: str):
@@ -25,9 +31,12 @@ def __getattr__(name: str):
         return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
+
 __all__ = [
+    "BatcherClosedError",
     "CSRSessions",
     "MicroBatcher",
+    "QueueFullError",
     "Recommendation",
     "Recommender",
     "SessionGraphs",

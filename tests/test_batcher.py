@@ -1,0 +1,289 @@
+"""The micro-batcher: results equal direct calls, errors stay with their request, nothing is lost.
+
+Most tests use ``_EchoRecommender``, a reference recommender whose answer to a
+session is the session itself with the k and options it was asked with, and which
+can hold the worker inside a call (``gate``) so that batches form deterministically.
+One test serves a real bundle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from concurrent.futures import CancelledError
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from srgnn_rt.batcher import BatcherClosedError, MicroBatcher, QueueFullError
+
+
+def _echo(session, k, options) -> tuple:
+    return tuple(session), k, tuple(sorted(options.items()))
+
+
+class _EchoRecommender:
+    """Answers each session with ``_echo(session, k, options)``; an item id < 1 raises ValueError
+    naming the session's index in the call. Records every call; while ``gate`` is clear, calls
+    wait for it (``entered`` is set once the first call has started)."""
+
+    def __init__(self, *, gated: bool = False):
+        self.calls: list[tuple[list[tuple], object, dict]] = []
+        self.entered = threading.Event()
+        self.gate = threading.Event()
+        if not gated:
+            self.gate.set()
+
+    def recommend(self, sessions, k=20, **options):
+        self.calls.append(([tuple(s) for s in sessions], k, options))
+        self.entered.set()
+        assert self.gate.wait(10), "test gate never opened"
+        for index, session in enumerate(sessions):
+            for position, item in enumerate(session):
+                if item < 1:
+                    raise ValueError(f"session {index} has item id {item} at position {position}")
+        return [_echo(session, k, options) for session in sessions]
+
+    @property
+    def batch_sizes(self) -> list[int]:
+        return [len(sessions) for sessions, _, _ in self.calls]
+
+
+def _hold_worker(batcher: MicroBatcher, recommender: _EchoRecommender) -> None:
+    """Submit one request and wait until the worker is inside its call, held by the gate."""
+    batcher.submit([1])
+    assert recommender.entered.wait(5)
+
+
+def test_results_are_those_of_direct_calls_in_submission_order():
+    recommender = _EchoRecommender()
+    sessions = [[i, i + 1, i % 7 + 1] for i in range(1, 300)]
+    with MicroBatcher(recommender, max_batch=16, max_wait_ms=1.0) as batcher:
+        futures = [batcher.submit(session, k=5) for session in sessions]
+        assert [f.result(timeout=10) for f in futures] == [_echo(s, 5, {}) for s in sessions]
+    assert max(recommender.batch_sizes) <= 16
+
+
+def test_waiting_requests_form_batches_of_at_most_max_batch():
+    recommender = _EchoRecommender(gated=True)
+    with MicroBatcher(recommender, max_batch=4, max_wait_ms=0.0) as batcher:
+        _hold_worker(batcher, recommender)
+        futures = [batcher.submit([i]) for i in range(1, 11)]
+        recommender.gate.set()
+        assert [f.result(timeout=10) for f in futures] == [_echo([i], 20, {}) for i in range(1, 11)]
+    assert recommender.batch_sizes == [1, 4, 4, 2]
+
+
+def test_requests_are_grouped_by_k_and_options_with_their_types():
+    recommender = _EchoRecommender(gated=True)
+    requests = [([1], 5, {}), ([2], 10, {}), ([3], 5, {"exclude_seen": True}), ([4], 5, {}),
+                ([5], 1, {}), ([6], True, {}), ([7], 10, {"exclude_seen": True})]
+    with MicroBatcher(recommender) as batcher:
+        _hold_worker(batcher, recommender)
+        futures = [batcher.submit(session, k, **options) for session, k, options in requests]
+        recommender.gate.set()
+        for future, (session, k, options) in zip(futures, requests):
+            result = future.result(timeout=10)
+            assert result == _echo(session, k, options) and type(result[1]) is type(k)
+    calls = sorted((sessions, repr(k), sorted(options.items())) for sessions, k, options in recommender.calls[1:])
+    assert calls == sorted([
+        ([(1,), (4,)], "5", []), ([(2,)], "10", []), ([(3,)], "5", [("exclude_seen", True)]),
+        ([(5,)], "1", []), ([(6,)], "True", []), ([(7,)], "10", [("exclude_seen", True)]),
+    ])
+
+
+def test_an_error_reaches_only_the_request_that_caused_it():
+    recommender = _EchoRecommender(gated=True)
+    sessions = [[1, 2], [3, 0], [4], [-5, 6], [7]]
+    with MicroBatcher(recommender) as batcher:
+        _hold_worker(batcher, recommender)
+        futures = [batcher.submit(session) for session in sessions]
+        recommender.gate.set()
+        assert futures[0].result(timeout=10) == _echo([1, 2], 20, {})
+        assert futures[2].result(timeout=10) == _echo([4], 20, {})
+        assert futures[4].result(timeout=10) == _echo([7], 20, {})
+        # Retried alone, the bad session is session 0 of its call, as for a direct call.
+        with pytest.raises(ValueError, match="session 0 has item id 0 at position 1"):
+            futures[1].result(timeout=10)
+        with pytest.raises(ValueError, match="session 0 has item id -5 at position 0"):
+            futures[3].result(timeout=10)
+    assert recommender.batch_sizes == [1, 5, 1, 1, 1, 1, 1]
+
+
+def test_a_wrong_number_of_results_is_an_error_for_each_request():
+    class Short:
+        def recommend(self, sessions, k=20):
+            return []
+
+    with MicroBatcher(Short()) as batcher:
+        with pytest.raises(RuntimeError, match="returned 0 results for 1 sessions"):
+            batcher.submit([1]).result(timeout=10)
+
+
+def test_close_answers_every_accepted_request():
+    recommender = _EchoRecommender()
+    batcher = MicroBatcher(recommender, max_batch=1000, max_wait_ms=60_000)
+    futures = [batcher.submit([i]) for i in range(1, 101)]
+    batcher.close(timeout=10)
+    assert all(f.done() for f in futures)
+    assert [f.result() for f in futures] == [_echo([i], 20, {}) for i in range(1, 101)]
+    assert batcher.closed
+    with pytest.raises(BatcherClosedError, match="closed"):
+        batcher.submit([1])
+    batcher.close()
+
+
+def test_close_times_out_while_a_call_runs_and_still_drains():
+    recommender = _EchoRecommender(gated=True)
+    batcher = MicroBatcher(recommender)
+    _hold_worker(batcher, recommender)
+    waiting = [batcher.submit([i]) for i in range(2, 6)]
+    with pytest.raises(TimeoutError, match="4 requests still waiting"):
+        batcher.close(timeout=0.05)
+    recommender.gate.set()
+    batcher.close(timeout=10)
+    assert [f.result() for f in waiting] == [_echo([i], 20, {}) for i in range(2, 6)]
+
+
+def test_a_full_queue_rejects_at_submit_and_loses_nothing():
+    recommender = _EchoRecommender(gated=True)
+    with MicroBatcher(recommender, max_queue=3) as batcher:
+        _hold_worker(batcher, recommender)
+        accepted = [batcher.submit([i]) for i in range(2, 5)]
+        assert len(batcher) == 3
+        with pytest.raises(QueueFullError, match=r"3 requests are waiting \(max_queue = 3\)"):
+            batcher.submit([9])
+        recommender.gate.set()
+        assert [f.result(timeout=10) for f in accepted] == [_echo([i], 20, {}) for i in range(2, 5)]
+        assert batcher.submit([9]).result(timeout=10) == _echo([9], 20, {})
+
+
+def test_a_cancelled_request_is_never_run():
+    recommender = _EchoRecommender(gated=True)
+    with MicroBatcher(recommender) as batcher:
+        _hold_worker(batcher, recommender)
+        cancelled, kept = batcher.submit([2]), batcher.submit([3])
+        assert cancelled.cancel()
+        recommender.gate.set()
+        assert kept.result(timeout=10) == _echo([3], 20, {})
+        with pytest.raises(CancelledError):
+            cancelled.result()
+    assert [(2,)] not in [sessions for sessions, _, _ in recommender.calls]
+
+
+def test_asyncio_callers_get_results_and_their_own_errors():
+    recommender = _EchoRecommender()
+
+    async def serve(batcher: MicroBatcher):
+        good = [batcher.recommend([i, i + 1], k=3) for i in range(1, 51)]
+        bad = batcher.recommend([0], k=3)
+        return await asyncio.gather(*good, bad, return_exceptions=True)
+
+    with MicroBatcher(recommender, max_wait_ms=5.0) as batcher:
+        results = asyncio.run(serve(batcher))
+    assert results[:50] == [_echo([i, i + 1], 3, {}) for i in range(1, 51)]
+    assert isinstance(results[50], ValueError)
+
+
+def test_many_threads_each_get_their_own_results():
+    recommender = _EchoRecommender()
+    answers: dict[int, list] = {}
+
+    def client(number: int):
+        sessions = [[number, j] for j in range(1, 41)]
+        answers[number] = [(batcher.submit(s, k=number).result(timeout=30), s) for s in sessions]
+
+    with MicroBatcher(recommender, max_batch=8, max_wait_ms=1.0) as batcher:
+        threads = [threading.Thread(target=client, args=(n,)) for n in range(1, 17)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+    assert sorted(answers) == list(range(1, 17))
+    for number, pairs in answers.items():
+        assert all(result == _echo(session, number, {}) for result, session in pairs)
+    assert sum(recommender.batch_sizes) == 16 * 40
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    requests=st.lists(
+        st.tuples(st.lists(st.integers(-1, 5), min_size=1, max_size=4), st.sampled_from([1, 2, 20]), st.booleans()),
+        min_size=1, max_size=30,
+    ),
+    max_batch=st.integers(1, 8),
+)
+def test_batched_answers_equal_one_direct_call_per_request(requests, max_batch):
+    reference = _EchoRecommender()
+
+    def direct(session, k, exclude_seen):
+        try:
+            return reference.recommend([session], k, exclude_seen=exclude_seen)[0]
+        except ValueError as exc:
+            return str(exc)
+
+    recommender = _EchoRecommender(gated=True)
+    with MicroBatcher(recommender, max_batch=max_batch, max_wait_ms=0.0) as batcher:
+        _hold_worker(batcher, recommender)
+        futures = [batcher.submit(session, k, exclude_seen=flag) for session, k, flag in requests]
+        recommender.gate.set()
+        answers = [f.result(timeout=10) if f.exception(timeout=10) is None else str(f.exception()) for f in futures]
+    assert answers == [direct(*request) for request in requests]
+    assert max(recommender.batch_sizes) <= max_batch
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"max_batch": 0}, ValueError, "max_batch must be >= 1, got 0"),
+        ({"max_batch": 2.5}, TypeError, "max_batch must be an int"),
+        ({"max_queue": True}, TypeError, "max_queue must be an int"),
+        ({"max_wait_ms": -1}, ValueError, "max_wait_ms must be >= 0, got -1"),
+        ({"max_wait_ms": float("nan")}, ValueError, "max_wait_ms must be >= 0, got nan"),
+        ({"max_wait_ms": "2"}, TypeError, "max_wait_ms must be a number of milliseconds, got '2'"),
+    ],
+)
+def test_bad_settings_are_rejected(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        MicroBatcher(_EchoRecommender(), **kwargs)
+
+
+def test_bad_recommender_and_unhashable_options_are_rejected():
+    with pytest.raises(TypeError, match="must have a recommend"):
+        MicroBatcher(object())
+    with MicroBatcher(_EchoRecommender()) as batcher:
+        with pytest.raises(TypeError, match="exclude_seen must be hashable"):
+            batcher.submit([1], exclude_seen=[True])
+        with pytest.raises(TypeError, match="k must be hashable"):
+            batcher.submit([1], k=[20])
+
+
+def _same_ranking(got, expected) -> bool:
+    """Equal scores (float32 tolerance) and equal ids, except for the order of near-tied items."""
+    if not np.allclose(got.scores, expected.scores, rtol=1e-5, atol=1e-5):
+        return False
+    tied = np.isclose(expected.scores[:, None], expected.scores[None, :], rtol=1e-5, atol=1e-5)
+    return all(got.items[i] == expected.items[i] or tied[i].sum() > 1 for i in range(len(expected.items)))
+
+
+def test_serving_a_bundle_matches_direct_calls(synthetic_bundle):
+    from srgnn_rt.runtime import Recommender
+
+    recommender = Recommender.load(synthetic_bundle, device="cpu", threads=1)
+    raw_ids = recommender.bundle.vocab.raw_ids
+    rng = np.random.default_rng(0)
+    requests = [
+        ([raw_ids[i] for i in rng.integers(0, len(raw_ids), size=rng.integers(1, 12))], int(k), bool(flag))
+        for k, flag in zip(rng.choice([5, 20], size=120), rng.integers(0, 2, size=120))
+    ]
+    with MicroBatcher(recommender, max_batch=16, max_wait_ms=2.0) as batcher:
+        futures = [batcher.submit(session, k, exclude_seen=flag) for session, k, flag in requests]
+        unknown = batcher.submit([raw_ids[0], -12345], unknown="error")
+        answers = [f.result(timeout=60) for f in futures]
+        with pytest.raises(ValueError, match="unknown item id -12345 at position 1"):
+            unknown.result(timeout=60)
+    for answer, (session, k, flag) in zip(answers, requests):
+        direct = recommender.recommend_one(session, k, exclude_seen=flag)
+        assert _same_ranking(answer, direct)
