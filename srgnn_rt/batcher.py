@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import operator
 import threading
 import time
 from collections.abc import Sequence
@@ -26,6 +25,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from .validation import positive_int
 from .vocab import RawId
 
 __all__ = ["BatcherClosedError", "MicroBatcher", "QueueFullError"]
@@ -67,8 +67,8 @@ class MicroBatcher:
     ):
         if not callable(getattr(recommender, "recommend", None)):
             raise TypeError(f"recommender must have a recommend(sessions, k, **options) method, got {recommender!r}")
-        self._max_batch = _positive_int(max_batch, "max_batch")
-        self._max_queue = _positive_int(max_queue, "max_queue")
+        self._max_batch = positive_int(max_batch, "max_batch")
+        self._max_queue = positive_int(max_queue, "max_queue")
         if isinstance(max_wait_ms, bool) or not isinstance(max_wait_ms, (int, float)):
             raise TypeError(f"max_wait_ms must be a number of milliseconds, got {max_wait_ms!r}")
         if not max_wait_ms >= 0:  # NaN fails too
@@ -219,15 +219,3 @@ def _hashable(value: Any) -> bool:
     except TypeError:
         return False
     return True
-
-
-def _positive_int(value: Any, name: str) -> int:
-    if isinstance(value, bool):
-        raise TypeError(f"{name} must be an int >= 1, got {value!r}")
-    try:
-        value = operator.index(value)
-    except TypeError:
-        raise TypeError(f"{name} must be an int >= 1, got {value!r} of type {type(value).__name__}") from None
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}")
-    return value

@@ -16,13 +16,13 @@ The graph semantics are documented there.
 
 from __future__ import annotations
 
-import operator
 from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
 
 from srgnn_rt import _graph, graph_reference
+from srgnn_rt.validation import positive_int
 
 _EDGE_WEIGHTS = ("binary", "count")
 _BACKENDS = ("compiled", "python")
@@ -150,17 +150,7 @@ def build_graphs(
 
 
 def _optional_positive_int(value, name: str) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be an int >= 1, got {value!r}")
-    try:
-        value = operator.index(value)
-    except TypeError:
-        raise TypeError(f"{name} must be an int >= 1, got {value!r} of type {type(value).__name__}") from None
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}")
-    return value
+    return None if value is None else positive_int(value, name)
 
 
 def _validated_csr(sessions, n_items: int | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
