@@ -203,3 +203,22 @@ def test_training_and_evaluation_on_cuda_match_cpu(synthetic_dataset, tmp_path):
     report = evaluate_run(tmp_path / "gpu", synthetic_dataset, device="cuda")
     assert report["model"] == pytest.approx(evaluate_run(tmp_path / "gpu", synthetic_dataset, device="cpu")["model"],
                                             abs=100 / len(dataset.test) + 1e-9)
+
+
+def test_diginetica_sample_reproduces_the_reference_range(diginetica_sample, tmp_path):
+    """10 epochs, seeds 0-2, on the real sample (99 test prefixes: one hit is one point).
+
+    The authors' code, schedule fixed, reached a mean best HR@20 of 11.45 and MRR@20
+    of 3.72 here; we measured 9.76 / 2.56 over these seeds and 10.86 / 3.01 over
+    seeds 0-7. The bounds only catch a broken pipeline, not noise.
+    """
+    from srgnn_rt_torch.prepare import prepare
+
+    prepare(diginetica_sample, tmp_path / "data", format="diginetica")
+    best = []
+    for seed in (0, 1, 2):
+        result = train(tmp_path / "data", tmp_path / f"run{seed}", TrainConfig(epochs=10, seed=seed),
+                       device="cpu", progress=False)
+        best.append((result.best["HR@20"]["value"], result.best["MRR@20"]["value"]))
+    mean_hr, mean_mrr = np.mean(best, axis=0)
+    assert 6.0 <= mean_hr <= 20.0 and 1.5 <= mean_mrr <= 8.0, best
