@@ -160,10 +160,8 @@ def _cmd_recommend(args: argparse.Namespace) -> None:
 
 def _cmd_quickstart(args: argparse.Namespace) -> None:
     quickstart = _torch_side("quickstart")
-    options = quickstart.QuickstartOptions(
-        sessions=args.sessions, items=args.items, epochs=args.epochs, seed=args.seed, device=args.device,
-        threads=args.threads,
-    )
+    given = {name: getattr(args, name) for name in ("sessions", "items", "epochs", "seed", "device", "threads")}
+    options = quickstart.QuickstartOptions(**{name: value for name, value in given.items() if value is not None})
     quickstart.quickstart(args.workdir, options)
 
 
@@ -257,11 +255,11 @@ def _parser() -> argparse.ArgumentParser:
 
     quickstart = commands.add_parser("quickstart", help="synthetic data -> prepare -> train -> export -> serve")
     quickstart.add_argument("--workdir", default="srgnn-quickstart")
-    quickstart.add_argument("--sessions", type=_positive_int, default=40_000)
-    quickstart.add_argument("--items", type=_positive_int, default=3_000)
-    quickstart.add_argument("--epochs", type=_positive_int, default=3)
-    quickstart.add_argument("--seed", type=int, default=0)
-    quickstart.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    quickstart.add_argument("--sessions", type=_positive_int, help="synthetic sessions (default 20,000)")
+    quickstart.add_argument("--items", type=_positive_int, help="catalog size (default 3,000)")
+    quickstart.add_argument("--epochs", type=_positive_int, help="training epochs (default 2)")
+    quickstart.add_argument("--seed", type=int)
+    quickstart.add_argument("--device", choices=("auto", "cpu", "cuda"), help="default: auto")
     quickstart.add_argument("--threads", type=_positive_int)
     quickstart.set_defaults(run=_cmd_quickstart)
     return parser
