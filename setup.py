@@ -1,8 +1,9 @@
 """Build the compiled session-graph builder (csrc/_graph.pyx -> srgnn_rt._graph).
 
 Compiled with -O3 and OpenMP where the compiler supports it; without OpenMP the
-kernel is built serial and a warning says so. No -march=native or fast-math: a
-wheel must give the same results on every x86-64 / arm64 CPU.
+kernel is built serial and a warning says so. No CPU-specific tuning and no
+unsafe float-math flags: a wheel must give the same results on every x86-64 /
+arm64 CPU.
 """
 
 import os
