@@ -173,11 +173,13 @@ def _positive_int(text: str) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="srgnn-rt", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="srgnn-rt", description="SR-GNN session-based recommendation: prepare, train, export, serve."
+    )
     parser.add_argument("--version", action="version", version=f"srgnn-rt {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    synth = commands.add_parser("synth", help="write a synthetic click log (session_id,item_id,timestamp CSV)")
+    synth = commands.add_parser("synth", help="write a synthetic click log (session,item,time CSV)")
     synth.add_argument("output")
     synth.add_argument("--sessions", type=_positive_int, default=20_000)
     synth.add_argument("--items", type=_positive_int, default=5_000)
