@@ -132,7 +132,7 @@ _settings = settings(max_examples=150, deadline=None, suppress_health_check=[Hea
 def test_diginetica_matches_line_reference(tmp_path, lines, chunk, final_newline):
     text = "\n".join([DIGINETICA_HEADER, *lines]) + ("\n" if final_newline else "")
     path = _write(tmp_path, "views.csv", text)
-    log = read_diginetica(path, chunk_bytes=chunk)
+    log = read_diginetica(path, block_bytes=chunk)
     _assert_matches_reference(log, path, ";", True, _diginetica_fields)
 
 
@@ -140,7 +140,7 @@ def test_diginetica_matches_line_reference(tmp_path, lines, chunk, final_newline
 @given(lines=st.lists(_yoochoose_lines, max_size=40), chunk=_chunk_sizes)
 def test_yoochoose_matches_line_reference(tmp_path, lines, chunk):
     path = _write(tmp_path, "clicks.dat", "".join(line + "\n" for line in lines))
-    log = read_yoochoose(path, chunk_bytes=chunk)
+    log = read_yoochoose(path, block_bytes=chunk)
     _assert_matches_reference(log, path, ",", False, _yoochoose_fields)
 
 
@@ -274,4 +274,4 @@ def test_chunk_size_does_not_change_the_result(tmp_path):
     path = _write(tmp_path, "views.csv", "\n".join([DIGINETICA_HEADER, *lines]) + "\n")
     whole = _rows(read_diginetica(path))
     for chunk in (13, 100, 4096):
-        assert _rows(read_diginetica(path, chunk_bytes=chunk)) == whole
+        assert _rows(read_diginetica(path, block_bytes=chunk)) == whole
