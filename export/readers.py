@@ -48,6 +48,7 @@ row in file order (see ``srgnn_rt_torch.prepare``):
 from __future__ import annotations
 
 import calendar
+import csv
 import hashlib
 import re
 import time
@@ -302,11 +303,9 @@ class _Source:
             head = head[3:]
         if not head.strip(b"\r\n"):
             return None
-        if b"\x00" in head:
-            raise ValueError(f"{self.path} holds NUL bytes in its first line: it is not a text click log")
         line = re.split(rb"\r\n|\r|\n", head, maxsplit=1)[0]
-        import csv
-
+        if b"\x00" in line:
+            raise ValueError(f"{self.path} holds NUL bytes in its first line: it is not a text click log")
         return next(csv.reader([line.decode("utf-8", errors="replace")], delimiter=self.delimiter), [])
 
     def _scan(self) -> tuple[str, np.ndarray]:
@@ -456,7 +455,7 @@ class _RowError(ValueError):
     """Why one row is malformed."""
 
 
-def _texts(array: pa.Array, lines: np.ndarray, bad: np.ndarray, reasons: dict[int, str], what: str) -> pa.Array:
+def _texts(array: pa.Array, bad: np.ndarray, reasons: dict[int, str], what: str) -> pa.Array:
     """``array`` (binary or string) as whitespace-stripped strings; rows that are not valid UTF-8
     are marked in ``bad`` with a reason (and become empty strings)."""
     if pa.types.is_binary(array.type) or pa.types.is_large_binary(array.type):
@@ -488,8 +487,7 @@ class _IdTable:
     def __init__(self) -> None:
         self.texts: dict[str, int] = {}
 
-    def values(self, array: pa.Array, bad: np.ndarray, reasons: dict[int, str], what: str,
-               lines: np.ndarray) -> np.ndarray:
+    def values(self, array: pa.Array, bad: np.ndarray, reasons: dict[int, str], what: str) -> np.ndarray:
         """int64[n] id values of a column (integer, binary or string)."""
         n = len(array)
         if pa.types.is_integer(array.type):
@@ -502,7 +500,7 @@ class _IdTable:
                 for row in np.flatnonzero(too_big):
                     _mark(bad, reasons, row, f"the {what} id {array[row].as_py()} does not fit in 64 bits")
             return values
-        text = _texts(array, lines, bad, reasons, f"{what} id")
+        text = _texts(array, bad, reasons, f"{what} id")
         values = np.zeros(n, dtype=np.int64)
         plain = np.array(pc.match_substring_regex(text, _FAST_INT), dtype=bool)
         if plain.any():
@@ -538,13 +536,13 @@ def _convert_batch(fields: Mapping[str, pa.Array], filters: Mapping, lines: np.n
     reasons: dict[int, str] = {}
     keep = np.ones(n, dtype=bool)
     for column, value in filters.values():
-        text = _texts(column, lines, bad, reasons, "filter column")
+        text = _texts(column, bad, reasons, "filter column")
         keep &= np.array(pc.equal(text, value), dtype=bool)
     bad &= keep
     reasons = {row: reason for row, reason in reasons.items() if keep[row]}
-    session = state.sessions.values(fields["session"], bad, reasons, "session", lines)
-    item = state.items.values(fields["item"], bad, reasons, "item", lines)
-    date, order = clock.convert(fields, bad, reasons, lines)
+    session = state.sessions.values(fields["session"], bad, reasons, "session")
+    item = state.items.values(fields["item"], bad, reasons, "item")
+    date, order = clock.convert(fields, bad, reasons)
     for row in sorted(reasons):
         if keep[row]:
             state.reject(int(lines[row]), reasons[row])
@@ -582,11 +580,11 @@ class _DigineticaClock:
 
     orders = True
 
-    def convert(self, fields, bad, reasons, lines):
-        timeframe = _texts(fields["timeframe"], lines, bad, reasons, "timeframe")
-        day = _texts(fields["date"], lines, bad, reasons, "eventdate")
+    def convert(self, fields, bad, reasons):
+        timeframe = _texts(fields["timeframe"], bad, reasons, "timeframe")
+        day = _texts(fields["date"], bad, reasons, "eventdate")
         fast = np.array(pc.match_substring_regex(timeframe, _FAST_SIGNED), dtype=bool)
-        order = np.zeros(len(lines), dtype=np.int64)
+        order = np.zeros(len(bad), dtype=np.int64)
         if fast.any():
             order[fast] = np.array(pc.cast(pc.filter(timeframe, pa.array(fast)), pa.int64()), dtype=np.int64)
         for row in _slow_rows(fast, bad):
@@ -614,8 +612,8 @@ class _YoochooseClock:
 
     orders = False
 
-    def convert(self, fields, bad, reasons, lines):
-        stamp = pc.utf8_slice_codeunits(_texts(fields["time"], lines, bad, reasons, "timestamp"), 0, 19)
+    def convert(self, fields, bad, reasons):
+        stamp = pc.utf8_slice_codeunits(_texts(fields["time"], bad, reasons, "timestamp"), 0, 19)
         ok, date = _parse_fixed(stamp, "%Y-%m-%dT%H:%M:%S")
         for row in _slow_rows(ok, bad):
             try:
@@ -634,9 +632,9 @@ class _FlexibleClock:
     def __init__(self, unit: str):
         self.unit = None if unit == "auto" else unit
 
-    def convert(self, fields, bad, reasons, lines):
+    def convert(self, fields, bad, reasons):
         column = fields["time"]
-        n = len(lines)
+        n = len(bad)
         micro = np.zeros(n, dtype=np.int64)
         if pa.types.is_timestamp(column.type) or pa.types.is_date(column.type):
             values = column.cast(pa.timestamp("us", tz=getattr(column.type, "tz", None)))
@@ -649,7 +647,7 @@ class _FlexibleClock:
             self._numbers(np.array(column.cast(pa.float64()).fill_null(np.nan), dtype=np.float64),
                           column, micro, bad, reasons)
         else:
-            text = _texts(column, lines, bad, reasons, "time")
+            text = _texts(column, bad, reasons, "time")
             self._text(text, micro, bad, reasons)
         outside = ((micro < _MIN_MICROS) | (micro > _MAX_MICROS)) & ~bad
         for row in np.flatnonzero(outside):
