@@ -6,7 +6,8 @@ Writes a synthetic ``yoochoose-clicks.dat`` of the real file's shape into WORK_D
 blocks), runs ``prepare(format="yoochoose")`` on it in a child process, prints
 the child's wall time and peak RSS, and deletes what it wrote (``--keep`` keeps it)::
 
-    nice python benchmarks/prepare_at_scale.py /tmp/yoochoose-scale [--rows 2000000] [--fraction 4]
+    nice python benchmarks/prepare_at_scale.py /tmp/yoochoose-scale [--rows 2000000] [--fraction 4] [--keep]
+    nice python benchmarks/prepare_at_scale.py /tmp/yoochoose-scale --reuse   # the same log again
 """
 
 from __future__ import annotations
@@ -114,7 +115,8 @@ import json, sys, time
 from srgnn_rt_torch.prepare import prepare
 started = time.perf_counter()
 dataset = prepare(sys.argv[1], sys.argv[2], format="yoochoose", fraction=int(sys.argv[3]))
-print(json.dumps({"seconds": time.perf_counter() - started, "manifest": dataset.manifest}))
+print(json.dumps({"seconds": time.perf_counter() - started, "cpu_seconds": time.process_time(),
+                  "manifest": dataset.manifest}))
 """
 
 
@@ -125,16 +127,19 @@ def main() -> None:
     parser.add_argument("--fraction", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--keep", action="store_true", help="keep the generated log and the prepared dataset")
+    parser.add_argument("--reuse", action="store_true",
+                        help="prepare the log already in WORK_DIR (from an earlier --keep run) instead of a new one")
     args = parser.parse_args()
     args.work_dir.mkdir(parents=True, exist_ok=True)
     log_path = args.work_dir / "yoochoose-clicks.dat"
     out_dir = args.work_dir / "prepared"
+    shutil.rmtree(out_dir, ignore_errors=True)
     try:
-        started = time.perf_counter()
-        rows, sessions = write_click_log(log_path, args.rows, args.seed)
-        size = log_path.stat().st_size
-        print(f"generated {rows:,} rows, {sessions:,} sessions, {size / 1e9:.2f} GB "
-              f"in {time.perf_counter() - started:.0f} s")
+        if not args.reuse:
+            started = time.perf_counter()
+            rows, sessions = write_click_log(log_path, args.rows, args.seed)
+            print(f"generated {rows:,} rows, {sessions:,} sessions, {log_path.stat().st_size / 1e9:.2f} GB "
+                  f"in {time.perf_counter() - started:.0f} s")
         started = time.perf_counter()
         child = subprocess.run(
             [sys.executable, "-c", _CHILD, str(log_path), str(out_dir), str(args.fraction)],
@@ -148,8 +153,8 @@ def main() -> None:
         manifest = report["manifest"]
         counts = {key: manifest[key] for key in
                   ("train_sessions", "test_sessions", "train_prefixes", "test_prefixes", "n_items")}
-        print(f"prepare: {report['seconds']:.1f} s inside the child ({wall:.1f} s with start-up), "
-              f"peak RSS {peak / 2**30:.2f} GiB")
+        print(f"prepare: {report['seconds']:.1f} s inside the child ({wall:.1f} s with start-up, "
+              f"{report['cpu_seconds']:.1f} s of CPU), peak RSS {peak / 2**30:.2f} GiB")
         print(f"counts: {counts}, average session length {manifest['average_session_length']:.3f}, "
               f"malformed rows {manifest['malformed_rows']}")
     finally:

@@ -46,21 +46,33 @@ def _column(text: str) -> int | str:
 def _cmd_prepare(args: argparse.Namespace) -> None:
     prepare = _torch_side("prepare")
     options = {}
-    if args.format == "csv":
+    if args.format in ("csv", "parquet"):
         options = dict(
             session_column=_column(args.session_column),
             item_column=_column(args.item_column),
             time_column=_column(args.time_column),
-            delimiter=args.delimiter,
-            header=not args.no_header,
             where=dict(_where(condition) for condition in args.where) or None,
+            time_unit=args.time_unit,
         )
+        if args.format == "csv":
+            options.update(delimiter=args.delimiter, header=not args.no_header)
     dataset = prepare.prepare(
-        args.input, args.out_dir, format=args.format, test_days=args.test_days, fraction=args.fraction,
-        min_item_count=args.min_item_count, overwrite=args.overwrite, **options,
+        args.input, args.out_dir, format=args.format, test=args.test, test_days=args.test_days,
+        fraction=args.fraction, min_item_count=args.min_item_count, overwrite=args.overwrite, **options,
     )
     manifest = dataset.manifest
     print(json.dumps({key: manifest[key] for key in manifest if key not in ("options",)}, indent=2))
+    removed = ", ".join(f"{count} {name.replace('_', ' ')}" for name, count in manifest["removed"].items())
+    print(f"filters removed: {removed}", file=sys.stderr)
+
+
+def _delimiter(text: str) -> str:
+    """A delimiter: one character, or an escape / name of a tab (``\\t``, ``tab``)."""
+    named = {"\\t": "\t", "tab": "\t", "\\x09": "\t", "comma": ",", "semicolon": ";", "pipe": "|"}
+    text = named.get(text.lower(), text)
+    if len(text.encode()) != 1:
+        raise argparse.ArgumentTypeError(f"must be one character, '\\t' or 'tab', got {text!r}")
+    return text
 
 
 def _where(condition: str) -> tuple[int | str, str]:
@@ -190,19 +202,26 @@ def _parser() -> argparse.ArgumentParser:
     prepare = commands.add_parser(
         "prepare", help="click log -> prepared dataset directory (the reference's preprocessing)"
     )
-    prepare.add_argument("--format", required=True, choices=("diginetica", "yoochoose", "csv"))
-    prepare.add_argument("input", help="the click log file")
+    prepare.add_argument("--format", required=True, choices=("diginetica", "yoochoose", "csv", "parquet"))
+    prepare.add_argument("input", help="the click log file (with --test: the training file)")
     prepare.add_argument("out_dir")
-    prepare.add_argument("--test-days", type=float, help="days of test data (default 7, Yoochoose 1)")
+    prepare.add_argument("--test", metavar="TEST_FILE",
+                         help="the test sessions, already split off (same format): no date split is made")
+    prepare.add_argument("--test-days", type=float,
+                         help="days of test data (default 7, Yoochoose 1; not with --test)")
     prepare.add_argument("--fraction", type=_positive_int, default=1, help="keep the last 1/F of training prefixes")
-    prepare.add_argument("--min-item-count", type=_positive_int, default=5)
-    prepare.add_argument("--session-column", default="session", help="csv: name or 0-based index")
-    prepare.add_argument("--item-column", default="item", help="csv: name or 0-based index")
-    prepare.add_argument("--time-column", default="time", help="csv: epoch seconds or ISO-8601 text")
-    prepare.add_argument("--delimiter", default=",")
-    prepare.add_argument("--no-header", action="store_true")
+    prepare.add_argument("--min-item-count", type=_positive_int,
+                         help="drop items clicked fewer times (default 5, with --test 1)")
+    prepare.add_argument("--session-column", default="session", help="csv/parquet: name, or csv 0-based index (default: session)")
+    prepare.add_argument("--item-column", default="item", help="csv/parquet: name or index (default: item)")
+    prepare.add_argument("--time-column", default="time",
+                         help="csv/parquet: epoch number, ISO-8601 text or Parquet timestamp (default: time)")
+    prepare.add_argument("--time-unit", default="auto", choices=("auto", "s", "ms", "us", "ns"),
+                         help="csv/parquet: unit of epoch numbers (default: auto, from their magnitude)")
+    prepare.add_argument("--delimiter", type=_delimiter, default=",", help="csv: one character, or \\t / tab (default: ,)")
+    prepare.add_argument("--no-header", action="store_true", help="csv: the first line is data")
     prepare.add_argument("--where", action="append", default=[], metavar="COLUMN=VALUE",
-                         help="csv: keep only rows holding VALUE in COLUMN (repeatable)")
+                         help="csv/parquet: keep only rows holding VALUE in COLUMN (repeatable)")
     prepare.add_argument("--overwrite", action="store_true")
     prepare.set_defaults(run=_cmd_prepare)
 

@@ -83,6 +83,8 @@ def oracle(path: Path, kind: str, test_days: float, fraction: int = 1) -> dict |
         train_seqs.append([number.setdefault(item, len(number) + 1) for item in clicks[s]])
     test_seqs = [[number[i] for i in clicks[s] if i in number] for s, _ in test]
     test_seqs = [seq for seq in test_seqs if len(seq) >= 2]
+    if not test_seqs:  # prepare refuses a split that leaves nothing to evaluate on
+        return None
 
     def expand(seqs):
         pairs = [(seq[:-i], seq[-i], owner) for owner, seq in enumerate(seqs) for i in range(1, len(seq))]
@@ -173,7 +175,7 @@ _clicks = st.tuples(st.integers(1, 12), st.integers(1, 8), st.integers(0, 4), st
 def _check_against_oracle(path: Path, kind: str, log, test_days: float, fraction: int = 1) -> None:
     expected = oracle(path, kind, test_days, fraction)
     if expected is None:
-        with pytest.raises(ValueError, match="no valid clicks|nothing to prepare|no training session"):
+        with pytest.raises(ValueError, match="no valid clicks|nothing to prepare|no training session|no test prefix"):
             build_dataset(log, source_format=kind, test_days=test_days, fraction=fraction)
         return
     _assert_same(build_dataset(log, source_format=kind, test_days=test_days, fraction=fraction), expected)
@@ -296,7 +298,7 @@ def test_malformed_rows_reach_the_manifest(tmp_path, caplog):
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"format": "parquet"}, "format must be one of"),
+        ({"format": "orc"}, "format must be one of"),
         ({"format": "csv", "session_column": "s"}, "needs item_column, time_column"),
         ({"format": "diginetica", "where": {"a": "b"}}, "where only apply to format='csv'"),
         ({"format": "diginetica", "delimiter": ";"}, "delimiter only apply"),
@@ -454,3 +456,88 @@ def test_load_checks_files_vocab_and_manifest(tmp_path):
         PreparedDataset.load(directory)
     with pytest.raises(FileNotFoundError, match="does not exist"):
         PreparedDataset.load(tmp_path / "nowhere")
+
+
+# ----------------------------------------------------------------------------------------------
+# pre-split files, and the frictions of preparing published benchmark files
+
+
+def _session_rec_file(path: Path, sessions: dict[int, list[int]], start: int) -> None:
+    """A session-rec style file: tab-separated, header SessionId ItemId Time (+ another column)."""
+    lines = ["SessionId\tItemId\tTime\tCategory"]
+    for session, items in sessions.items():
+        lines += [f"{session}\t{item}\t{start + 60 * session + n}.5\t0" for n, item in enumerate(items)]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_presplit_files_give_exactly_the_pairs_they_define(tmp_path):
+    rng = np.random.default_rng(3)
+    train = {s: rng.integers(1, 40, size=rng.integers(2, 7)).tolist() for s in range(1, 200)}
+    test = {s: rng.integers(1, 45, size=rng.integers(1, 6)).tolist() for s in range(500, 540)}
+    _session_rec_file(tmp_path / "x_train_full.txt", train, 1_000_000)
+    _session_rec_file(tmp_path / "x_test.txt", test, 2_000_000)
+    dataset = prepare(tmp_path / "x_train_full.txt", tmp_path / "out", format="csv", test=tmp_path / "x_test.txt",
+                      delimiter="\t", session_column="SessionId", item_column="ItemId", time_column="Time")
+    raw = dataset.vocab.raw_ids
+    known = set(raw)
+    expected = []
+    for items in test.values():
+        items = [item for item in items if item in known]
+        expected += [(items[:-i], items[-i]) for i in range(1, len(items))]
+    got = [([raw[i - 1] for i in prefix], raw[target - 1]) for prefix, target in _pairs(dataset.test)]
+    assert got == expected
+    train_expected = [(items[:-i], items[-i]) for items in train.values() for i in range(1, len(items))]
+    assert [([raw[i - 1] for i in p], raw[t - 1]) for p, t in _pairs(dataset.train)] == train_expected
+    manifest = dataset.manifest
+    assert manifest["split"] == "files" and manifest["options"]["min_item_count"] == 1
+    assert manifest["removed"]["unknown_test_clicks"] == sum(
+        i not in known for s in test.values() if len(s) >= 2 for i in s
+    )
+    with pytest.raises(ValueError, match="do not apply with a test file"):
+        prepare(tmp_path / "x_train_full.txt", tmp_path / "o2", format="csv", test=tmp_path / "x_test.txt",
+                test_days=1, delimiter="\t", session_column="SessionId", item_column="ItemId", time_column="Time")
+
+
+def test_test_days_beyond_the_log_says_what_it_spans(tmp_path):
+    path = tmp_path / "views.csv"
+    rows = _filler(1, "2016-05-01") + _filler(2, "2016-05-03") + _filler(3, "2016-05-06")
+    path.write_text("\n".join(["session_id;user_id;item_id;timeframe;eventdate", *rows]) + "\n")
+    for days in (7, 1e300):
+        with pytest.raises(ValueError, match=r"span 5.00 days .* leaves no training session: choose fewer"):
+            prepare(path, tmp_path / "out", format="diginetica", test_days=days, min_item_count=1)
+
+
+def test_a_split_without_test_prefixes_is_refused(tmp_path):
+    path = tmp_path / "views.csv"
+    rows = _filler(1, "2016-05-01") + _filler(2, "2016-05-02") + _filler(3, "2016-05-10", items=(1, 9))
+    path.write_text("\n".join(["session_id;user_id;item_id;timeframe;eventdate", *rows]) + "\n")
+    with pytest.raises(ValueError, match="leaves no test prefix"):
+        prepare(path, tmp_path / "out", format="diginetica", test_days=3, min_item_count=1)
+    assert not (tmp_path / "out").exists()
+
+
+def test_what_each_filter_removed_is_recorded(tmp_path):
+    rows = _filler(1, "2016-05-01") + _filler(2, "2016-05-01") + ["9;NA;77;0;2016-05-01"]
+    rows += _filler(3, "2016-05-02", items=(1, 2, 88)) + _filler(4, "2016-05-20")
+    path = tmp_path / "views.csv"
+    path.write_text("\n".join(["session_id;user_id;item_id;timeframe;eventdate", *rows]) + "\n")
+    removed = prepare(path, tmp_path / "out", format="diginetica", min_item_count=2).manifest["removed"]
+    assert removed["one_click_sessions"] == 1
+    assert (removed["rare_items"], removed["rare_item_clicks"]) == (1, 1)
+
+
+def test_cli_prepare_takes_a_tab_and_reports_errors_in_one_line(tmp_path, capsys):
+    from srgnn_rt.cli import main
+
+    train = {s: [1 + s % 3, 2 + s % 4, 3] for s in range(1, 30)}
+    _session_rec_file(tmp_path / "tr.txt", train, 1_000_000)
+    _session_rec_file(tmp_path / "te.txt", {100: [1, 2, 3], 101: [3, 2]}, 2_000_000)
+    common = ["--format", "csv", "--session-column", "SessionId", "--item-column", "ItemId", "--time-column", "Time"]
+    assert main(["prepare", str(tmp_path / "tr.txt"), str(tmp_path / "out"), "--test", str(tmp_path / "te.txt"),
+                 "--delimiter", "\\t", *common]) == 0
+    assert "filters removed:" in capsys.readouterr().err
+    assert main(["prepare", str(tmp_path), str(tmp_path / "o2"), "--format", "diginetica"]) == 2
+    assert "is a directory" in capsys.readouterr().err
+    assert main(["prepare", str(tmp_path / "tr.txt"), str(tmp_path / "o3"), "--test-days", "1e300",
+                 "--delimiter", "tab", *common]) == 2
+    assert "leaves no training session" in capsys.readouterr().err

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from srgnn_rt_torch.readers import ClickLog, read_csv, read_diginetica, read_yoochoose
+from srgnn_rt_torch.readers import ClickLog, read_csv, read_diginetica, read_parquet, read_yoochoose
 
 DIGINETICA_HEADER = "session_id;user_id;item_id;timeframe;eventdate"
 
@@ -132,7 +132,7 @@ _settings = settings(max_examples=150, deadline=None, suppress_health_check=[Hea
 def test_diginetica_matches_line_reference(tmp_path, lines, chunk, final_newline):
     text = "\n".join([DIGINETICA_HEADER, *lines]) + ("\n" if final_newline else "")
     path = _write(tmp_path, "views.csv", text)
-    log = read_diginetica(path, chunk_bytes=chunk)
+    log = read_diginetica(path, block_bytes=chunk)
     _assert_matches_reference(log, path, ";", True, _diginetica_fields)
 
 
@@ -140,7 +140,7 @@ def test_diginetica_matches_line_reference(tmp_path, lines, chunk, final_newline
 @given(lines=st.lists(_yoochoose_lines, max_size=40), chunk=_chunk_sizes)
 def test_yoochoose_matches_line_reference(tmp_path, lines, chunk):
     path = _write(tmp_path, "clicks.dat", "".join(line + "\n" for line in lines))
-    log = read_yoochoose(path, chunk_bytes=chunk)
+    log = read_yoochoose(path, block_bytes=chunk)
     _assert_matches_reference(log, path, ",", False, _yoochoose_fields)
 
 
@@ -274,4 +274,81 @@ def test_chunk_size_does_not_change_the_result(tmp_path):
     path = _write(tmp_path, "views.csv", "\n".join([DIGINETICA_HEADER, *lines]) + "\n")
     whole = _rows(read_diginetica(path))
     for chunk in (13, 100, 4096):
-        assert _rows(read_diginetica(path, chunk_bytes=chunk)) == whole
+        assert _rows(read_diginetica(path, block_bytes=chunk)) == whole
+
+
+# ----------------------------------------------------------------------------------------------
+# malformed logs met in the wild (issue: readers on pyarrow)
+
+
+def test_millisecond_and_microsecond_epochs_are_detected(tmp_path):
+    seconds = [1_462_752_000, 1_462_752_060]
+    for unit, scale in (("s", 1), ("ms", 1_000), ("us", 1_000_000)):
+        text = "s,i,t\n" + "".join(f"1,{n},{value * scale}\n" for n, value in enumerate(seconds, start=5))
+        log = read_csv(_write(tmp_path, f"{unit}.csv", text), session="s", item="i", time="t")
+        assert log.report.malformed_count == 0, log.report.malformed
+        assert log.report.time_unit == unit
+        assert log.order.tolist() == [value * 10**6 for value in seconds]
+        forced = read_csv(tmp_path / f"{unit}.csv", session="s", item="i", time="t", time_unit=unit)
+        assert forced.order.tolist() == log.order.tolist()
+
+
+def test_a_time_out_of_range_is_malformed_with_its_line(tmp_path):
+    text = "s,i,t\n1,5,1462752000\n1,6,1462752001\n2,7,99999999999999999\n"
+    log = read_csv(_write(tmp_path, "log.csv", text), session="s", item="i", time="t", time_unit="s")
+    assert len(log) == 2
+    assert [m.line for m in log.report.malformed] == [4]
+    assert "outside the years 1..9999" in log.report.malformed[0].reason
+
+
+def test_a_bom_on_a_headerless_file_does_not_change_the_first_id(tmp_path):
+    body = "1,2014-04-07T10:51:09.277Z,214536502,0\n1,2014-04-07T10:54:09.868Z,214536500,S\n"
+    plain = read_yoochoose(_write(tmp_path, "a.dat", body))
+    bom = read_yoochoose(_write(tmp_path, "b.dat", b"\xef\xbb\xbf" + body.encode()))
+    assert _rows(bom) == _rows(plain) and bom.n_sessions == 1
+    log = read_csv(_write(tmp_path, "c.csv", b"\xef\xbb\xbf1,5,10\n1,6,11\n"), session=0, item=1, time=2,
+                   header=False)
+    assert log.n_sessions == 1 and log.item_ids == [5, 6]
+
+
+def test_spaces_around_ids_are_stripped_and_control_characters_refused(tmp_path):
+    text = "s,i,t\n1, 5,10\n1,5 ,11\n 1,6,12\n1,7\x00,13\n"
+    log = read_csv(_write(tmp_path, "log.csv", text), session="s", item="i", time="t")
+    assert log.item_ids == [5, 6] and log.n_sessions == 1 and len(log) == 3
+    assert [m.line for m in log.report.malformed] == [5]
+    assert "control character" in log.report.malformed[0].reason
+
+
+def test_cr_only_line_endings(tmp_path):
+    log = read_csv(_write(tmp_path, "mac.csv", "s,i,t\r1,5,10\r\r1,6,11\r"), session="s", item="i", time="t")
+    assert len(log) == 2 and log.report.blank_lines == 1
+
+
+def test_binary_files_and_directories_give_one_line_errors(tmp_path):
+    with pytest.raises(ValueError, match="NUL bytes"):
+        read_csv(_write(tmp_path, "x.bin", bytes(range(256)) * 4), session=0, item=1, time=2, header=False)
+    with pytest.raises(ValueError, match="is a directory"):
+        read_diginetica(tmp_path)
+
+
+def test_parquet_list_of_types_matches_csv(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = [(1, 5, 1_462_752_000), (1, 6, 1_462_752_001), (2, 5, 1_462_752_500), (2, 7, 1_462_752_400)]
+    csv_log = read_csv(_write(tmp_path, "log.csv", "s,i,t\n" + "".join(f"{s},{i},{t}\n" for s, i, t in rows)),
+                       session="s", item="i", time="t")
+    for name, time_type in (("int", pa.int64()), ("stamp", pa.timestamp("s"))):
+        table = pa.table({"s": [r[0] for r in rows], "i": [r[1] for r in rows],
+                          "t": pa.array([r[2] for r in rows], pa.int64()).cast(time_type)})
+        pq.write_table(table, tmp_path / f"{name}.parquet", row_group_size=2)
+        log = read_parquet(tmp_path / f"{name}.parquet", session="s", item="i", time="t")
+        assert _rows(log) == _rows(csv_log)
+    text = pa.table({"s": ["a", "a", "b", ""], "i": ["x", "y", "x", "z"], "t": ["2016-05-09T10:00:00Z"] * 4})
+    pq.write_table(text, tmp_path / "text.parquet")
+    log = read_parquet(tmp_path / "text.parquet", session="s", item="i", time="t")
+    assert sorted(log.item_ids) == ["x", "y"] and [m.line for m in log.report.malformed] == [4]
+    with pytest.raises(ValueError, match="no column 'nope'"):
+        read_parquet(tmp_path / "text.parquet", session="nope", item="i", time="t")
+    with pytest.raises(ValueError, match="not a readable Parquet file"):
+        read_parquet(_write(tmp_path, "fake.parquet", "s,i,t\n"), session="s", item="i", time="t")
