@@ -7,6 +7,7 @@ import json
 import os
 
 import numpy as np
+import onnx
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -25,6 +26,21 @@ from srgnn_rt.vocab import Vocab
 N_ITEMS, D = 6, 4
 
 
+def _onnx_model(weights: np.ndarray | None = None) -> onnx.ModelProto:
+    """A tiny valid ONNX model (y = x + w): the bundle format checks model.onnx's protobuf, not its graph."""
+    weights = np.arange(8, dtype=np.float32) if weights is None else weights
+    graph = onnx.helper.make_graph(
+        [onnx.helper.make_node("Add", ["x", "w"], ["y"])], "tiny",
+        [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [len(weights)])],
+        [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [len(weights)])],
+        [onnx.numpy_helper.from_array(weights, "w")],
+    )
+    return onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 18)], ir_version=10)
+
+
+MODEL = _onnx_model().SerializeToString()
+
+
 def _manifest(n_items: int = N_ITEMS, d: int = D, **builder) -> dict:
     return {
         "n_items": n_items,
@@ -41,7 +57,7 @@ def _write(path, raw_ids=None, **kwargs):
     rng = np.random.default_rng(0)
     counts = np.concatenate([[0], rng.integers(0, 50, size=n)]).astype(np.int64)
     options = dict(
-        model=b"stand-in for model.onnx: the bundle format never parses it",
+        model=MODEL,
         vocab=Vocab(raw_ids),
         item_counts=counts,
         item_embeddings=rng.normal(size=(n, D)).astype(np.float32),
@@ -52,11 +68,11 @@ def _write(path, raw_ids=None, **kwargs):
 
 
 def _replace(bundle_dir, name: str, content: bytes) -> None:
-    """Overwrite a bundle file and record its new sha256, as a careless tool would."""
+    """Overwrite a bundle file and record its new sha256 and size, as a careless tool would."""
     (bundle_dir / name).write_bytes(content)
     manifest_path = bundle_dir / "manifest.json"
     manifest = json.loads(manifest_path.read_text())
-    manifest["files"][name]["sha256"] = hashlib.sha256(content).hexdigest()
+    manifest["files"][name] = {"sha256": hashlib.sha256(content).hexdigest(), "bytes": len(content)}
     manifest_path.write_text(json.dumps(manifest))
 
 
@@ -82,7 +98,7 @@ def test_round_trip(tmp_path):
     assert loaded.item_counts.dtype == np.int64 and loaded.item_counts.shape == (N_ITEMS + 1,)
     assert loaded.graph_builder == GraphBuilderOptions(max_length=12, edge_weight="count")
     assert loaded.item_embeddings().shape == (N_ITEMS, D)
-    assert loaded.model_path.read_bytes().startswith(b"stand-in")
+    assert loaded.model_bytes == MODEL == loaded.model_path.read_bytes()
     manifest = loaded.manifest
     assert manifest["format"] == "srgnn-rt-bundle" and manifest["format_version"] == FORMAT_VERSION
     for name in BUNDLE_FILES:
@@ -146,7 +162,7 @@ def test_manifest_not_json(tmp_path):
         ({"graph_builder": {"max_length": 0, "edge_weight": "binary"}}, "graph_builder .* is invalid"),
         ({"graph_builder": {"edge_weight": "binary", "window": 3}}, "graph_builder .* is invalid"),
         ({"onnx": {}}, "int opset"),
-        ({"files": {}}, "no sha256 for model.onnx"),
+        ({"files": {}}, "no sha256 and size \\(bytes\\) for model.onnx"),
     ],
 )
 def test_bad_manifest(tmp_path, changes, message):
@@ -193,7 +209,7 @@ def test_pickled_array_is_refused(tmp_path):
     _write(tmp_path / "b")
     pickled = _npy_bytes(np.array([0] + [object()] * N_ITEMS, dtype=object), tmp_path, allow_pickle=True)
     _replace(tmp_path / "b", "item_counts.npy", pickled)
-    with pytest.raises(BundleError, match="cannot be read as a plain .npy array"):
+    with pytest.raises(BundleError, match=r"item_counts.npy is object\[7\], expected int64\[7\]"):
         Bundle.load(tmp_path / "b")
 
 
@@ -201,7 +217,7 @@ def test_failed_write_leaves_nothing(tmp_path, monkeypatch):
     def broken_save(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(bundle_module.np, "save", broken_save)
+    monkeypatch.setattr(bundle_module.json, "dump", broken_save)  # the manifest: written last, in staging
     with pytest.raises(OSError, match="disk full"):
         _write(tmp_path / "b")
     assert os.listdir(tmp_path) == []
