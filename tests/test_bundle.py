@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
+import threading
 
 import numpy as np
 import onnx
@@ -12,6 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import srgnn_rt.atomic as atomic
 import srgnn_rt.bundle as bundle_module
 from srgnn_rt.bundle import (
     BUNDLE_FILES,
@@ -21,6 +24,7 @@ from srgnn_rt.bundle import (
     GraphBuilderOptions,
     write_bundle,
 )
+from srgnn_rt.onnx_wire import external_tensors
 from srgnn_rt.vocab import Vocab
 
 N_ITEMS, D = 6, 4
@@ -258,3 +262,177 @@ def test_write_arguments(tmp_path):
 def test_graph_builder_options(options, message):
     with pytest.raises(ValueError, match=message):
         GraphBuilderOptions(**options)
+
+
+def test_failed_write_keeps_the_old_bundle(tmp_path, monkeypatch):
+    _write(tmp_path / "b", raw_ids=list(range(N_ITEMS)))
+    monkeypatch.setattr(bundle_module.json, "dump", lambda *args, **kwargs: (_ for _ in ()).throw(OSError("full")))
+    with pytest.raises(OSError, match="full"):
+        _write(tmp_path / "b", overwrite=True)
+    assert Bundle.load(tmp_path / "b").vocab.raw_ids == list(range(N_ITEMS))
+    assert os.listdir(tmp_path) == ["b"]
+
+
+def test_overwrite_without_an_atomic_exchange(tmp_path, monkeypatch):
+    """Where the system cannot exchange two directories, the old one is moved aside and replaced."""
+    monkeypatch.setattr(atomic, "_exchange", lambda first, second: False)
+    _write(tmp_path / "b", raw_ids=list(range(N_ITEMS)))
+    _write(tmp_path / "b", overwrite=True)
+    assert Bundle.load(tmp_path / "b").vocab.raw_ids == list(range(101, 101 + N_ITEMS))
+    assert os.listdir(tmp_path) == ["b"]
+
+
+# --- a load concurrent with an overwrite gets one whole bundle ---------------------------------
+
+
+def _contents(bundle: Bundle) -> tuple:
+    return (bundle.vocab.raw_ids, bundle.item_counts.tolist(), bundle.item_embeddings().tobytes(), bundle.model_bytes,
+            bundle.manifest["files"])
+
+
+def test_loads_during_overwrites_see_one_whole_bundle(tmp_path):
+    """Threads load while another thread overwrites the directory again and again with one of
+    two different bundles: every load is one of the two, complete, and none fails."""
+    first = _write(tmp_path / "first", raw_ids=list(range(N_ITEMS)))
+    second = _write(tmp_path / "second", raw_ids=[f"sku-{i}" for i in range(N_ITEMS)], item_counts=np.arange(N_ITEMS + 1),
+                    model=_onnx_model(np.ones(8, dtype=np.float32)).SerializeToString())
+    expected = [_contents(first), _contents(second)]
+    arguments = [
+        dict(vocab=b.vocab, item_counts=b.item_counts, item_embeddings=b.item_embeddings(), model=b.model_bytes)
+        for b in (first, second)
+    ]
+    target = tmp_path / "served"
+    _write(target, **arguments[0])
+    done = threading.Event()
+    outcomes: list[list] = [[] for _ in range(3)]
+
+    def overwrite():
+        try:
+            for round_ in range(40):
+                _write(target, **arguments[round_ % 2], overwrite=True)
+        finally:
+            done.set()
+
+    def load(outcome):
+        while not done.is_set() or not outcome:
+            try:
+                outcome.append(expected.index(_contents(Bundle.load(target))))
+            except Exception as exc:  # noqa: BLE001 - every error is a failure here
+                outcome.append(exc)
+
+    threads = [threading.Thread(target=overwrite)] + [threading.Thread(target=load, args=(o,)) for o in outcomes]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    results = [result for outcome in outcomes for result in outcome]
+    errors = [result for result in results if not isinstance(result, int)]
+    assert not errors, f"{len(errors)} of {len(results)} loads failed, e.g. {errors[0]!r}"
+    assert len(results) >= 3
+    assert sorted(os.listdir(tmp_path)) == ["first", "second", "served"]
+
+
+def test_a_directory_replaced_during_a_read_is_read_again(tmp_path, monkeypatch):
+    """A load whose directory is replaced (and the old one removed) between two of its file
+    reads starts again on the new directory instead of reporting a missing file."""
+    _write(tmp_path / "b", raw_ids=list(range(N_ITEMS)))
+    replacement = _write(tmp_path / "new")
+    opened = []
+    real_open = atomic.DirectoryVersion.open
+
+    def open_and_replace(self, name):
+        opened.append(name)
+        if len(opened) == 2:  # after the manifest: swap the directory and remove the old one
+            os.rename(tmp_path / "b", tmp_path / "old")
+            os.rename(tmp_path / "new", tmp_path / "b")
+            shutil.rmtree(tmp_path / "old")
+        return real_open(self, name)
+
+    monkeypatch.setattr(atomic.DirectoryVersion, "open", open_and_replace)
+    assert _contents(Bundle.load(tmp_path / "b")) == _contents(replacement)
+    assert opened.count("manifest.json") == 2
+
+
+# --- no unverified byte reaches the model ------------------------------------------------------
+
+
+def _external(model: onnx.ModelProto, directory) -> bytes:
+    """``model`` saved with its tensors as ONNX external data in ``directory``/weights.bin."""
+    onnx.save_model(model, str(directory / "model.onnx"), save_as_external_data=True, all_tensors_to_one_file=True,
+                    location="weights.bin", size_threshold=0)
+    return (directory / "model.onnx").read_bytes()
+
+
+def test_external_data_is_refused(tmp_path):
+    (tmp_path / "saved").mkdir()
+    model = _external(_onnx_model(), tmp_path / "saved")
+    with pytest.raises(BundleError, match=r"model.onnx keeps tensors \['w'\] as ONNX external data"):
+        _write(tmp_path / "b", model=model)
+    assert os.listdir(tmp_path) == ["saved"]
+    # The same model slipped into a bundle with its weights file beside it, manifest re-signed.
+    _write(tmp_path / "b")
+    _replace(tmp_path / "b", "model.onnx", model)
+    shutil.copy(tmp_path / "saved" / "weights.bin", tmp_path / "b")
+    with pytest.raises(BundleError, match="model.onnx keeps tensors .* as ONNX external data"):
+        Bundle.load(tmp_path / "b")
+
+
+def _tensor(name: str, external: bool) -> onnx.TensorProto:
+    tensor = onnx.numpy_helper.from_array(np.arange(3, dtype=np.float32), name)
+    if external:
+        onnx.external_data_helper.set_external_data(tensor, location="weights.bin")
+        tensor.ClearField("raw_data")
+    return tensor
+
+
+def _graph(draw, depth: int, flags: list) -> onnx.GraphProto:
+    """A graph whose initializers, sparse initializers and Constant / If attributes hold tensors,
+    each external or not (recorded in ``flags``), nested ``depth`` levels of subgraphs deep."""
+    def tensor():
+        external = draw(st.booleans())
+        flags.append(external)
+        return _tensor(f"t{len(flags)}", external)
+
+    initializers = [tensor() for _ in range(draw(st.integers(0, 2)))]
+    nodes = [onnx.helper.make_node("Constant", [], [f"c{len(flags)}"], value=tensor())
+             for _ in range(draw(st.integers(0, 2)))]
+    sparse = [onnx.helper.make_sparse_tensor(tensor(), _tensor("i", False), [3]) for _ in range(draw(st.integers(0, 1)))]
+    if depth > 0 and draw(st.booleans()):
+        nodes.append(onnx.helper.make_node("If", ["cond"], ["out"], then_branch=_graph(draw, depth - 1, flags),
+                                           else_branch=_graph(draw, depth - 1, flags)))
+    graph = onnx.helper.make_graph(nodes, "g", [], [], initializers)
+    graph.sparse_initializer.extend(sparse)
+    return graph
+
+
+@given(data=st.data())
+@settings(max_examples=60, deadline=None)
+def test_external_tensors_are_found_anywhere(data):
+    """onnx_wire.external_tensors finds every external tensor, wherever a model can hold one
+    (onnx's own ``_get_all_tensors`` misses sparse initializers)."""
+    flags: list[bool] = []
+    model = onnx.helper.make_model(_graph(data.draw, 3, flags))
+    found = external_tensors(model.SerializeToString())
+    assert sorted(found) == sorted(f"t{i + 1}" for i, external in enumerate(flags) if external)
+
+
+def test_external_tensors_refuses_malformed_protobuf():
+    for garbage, message in [(b"\x00\x01", "field number 0"), (b"\x3a\x7f\x00", "runs past"),
+                             (b"\x0b", "wire type 3"), (b"\x08\xff\xff", "truncated or overlong varint")]:
+        with pytest.raises(ValueError, match=message):
+            external_tensors(garbage)
+    tags = [0x3a] + [0x0a, 0x2a, 0x32] * 40  # model -> graph -> node -> attribute -> graph -> ...
+    nested = b""
+    for tag in reversed(tags):
+        nested = bytes([tag]) + _varint_bytes(len(nested)) + nested
+    with pytest.raises(ValueError, match="nested deeper"):
+        external_tensors(nested)
+
+
+def _varint_bytes(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        out.append((value & 0x7F) | (0x80 if value > 0x7F else 0))
+        value >>= 7
+        if not value:
+            return bytes(out)
