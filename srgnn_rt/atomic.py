@@ -190,7 +190,10 @@ def _new_staging(target: Path, make: Callable[[], str]) -> tuple[Path, int]:
     remove an entry between its creation and its lock: then make another."""
     while True:
         staging = Path(make())
-        fd = os.open(staging, os.O_RDONLY)
+        try:
+            fd = os.open(staging, os.O_RDONLY)
+        except FileNotFoundError:
+            continue
         if _try_lock(fd) is not False and _same_file(fd, staging):
             return staging, fd
         os.close(fd)
