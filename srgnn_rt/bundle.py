@@ -344,12 +344,13 @@ def _npy_array(data: bytes, where: str, dtype: type, shape: tuple[int, ...]) -> 
     have the given dtype and shape; the header is checked before any array is made."""
     stream = io.BytesIO(data)
     try:
-        major, _ = np.lib.format.read_magic(stream)
-        read_header = {1: np.lib.format.read_array_header_1_0, 2: np.lib.format.read_array_header_2_0}.get(major)
+        version = np.lib.format.read_magic(stream)
+        read_header = {(1, 0): np.lib.format.read_array_header_1_0,
+                       (2, 0): np.lib.format.read_array_header_2_0}.get(version)
         if read_header is None:
-            raise ValueError(f".npy format version {major} is not read here (np.save writes 1 or 2)")
+            raise ValueError(f".npy format version {version} is not read here (np.save writes 1.0 or 2.0)")
         header_shape, fortran_order, header_dtype = read_header(stream)
-    except (ValueError, TypeError, SyntaxError, RecursionError) as exc:
+    except Exception as exc:  # numpy's header parser: ValueError, SyntaxError, tokenize.TokenError, ...
         raise BundleError(f"{where} cannot be read as a plain .npy array: {exc}") from None
     if header_dtype != dtype or tuple(header_shape) != shape:
         raise BundleError(f"{where} is {header_dtype}{list(header_shape)}, expected {np.dtype(dtype)}{list(shape)}")

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
+import re
 import shutil
 import threading
 
 import numpy as np
 import onnx
 import pytest
-from hypothesis import given, settings
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 import srgnn_rt.atomic as atomic
@@ -25,6 +27,7 @@ from srgnn_rt.bundle import (
     write_bundle,
 )
 from srgnn_rt.onnx_wire import external_tensors
+from srgnn_rt.runtime import Recommender
 from srgnn_rt.vocab import Vocab
 
 N_ITEMS, D = 6, 4
@@ -436,3 +439,183 @@ def _varint_bytes(value: int) -> bytes:
         value >>= 7
         if not value:
             return bytes(out)
+
+
+# --- hostile files: a BundleError naming the file, nothing else --------------------------------
+
+
+def _npy_header(dtype: str, shape: tuple[int, ...]) -> bytes:
+    """The header of an .npy file of ``dtype`` and ``shape``, without its data."""
+    stream = io.BytesIO()
+    np.lib.format.write_array_header_1_0(stream, {"descr": dtype, "fortran_order": False, "shape": shape})
+    return stream.getvalue()
+
+
+@pytest.mark.parametrize(
+    "name, content, message",
+    [
+        ("manifest.json", b'{"format": "srgnn-rt-bundle", "format_version": 1, "n_items": ' + b"9" * 5000 + b"}",
+         "manifest.json is not valid JSON: .*integer"),
+        ("manifest.json", b'{"format": "srgnn-rt-bundle", "format_version": 1, "n_items": 18446744073709551616}',
+         "manifest.json is not valid JSON: the integer 18446744073709551616 is outside the int64 range"),
+        ("manifest.json", b"[" * 200_000 + b"]" * 200_000, "manifest.json is not valid JSON"),
+        ("manifest.json", b"\xff\xfe{", "manifest.json is not valid JSON"),
+        ("vocab.json", b"[" * 200_000 + b"]" * 200_000, "vocab.json is not valid JSON"),
+        ("vocab.json", b"[1, 2, 3, 4, 5, 18446744073709551616]", "18446744073709551616, outside the int64 range"),
+        ("vocab.json", b"[1, 2, 3, 4, 5, " + b"7" * 5000 + b"]", "vocab.json is not valid JSON"),
+        ("vocab.json", b"[1, 2, 3, 4, 5, NaN]", "vocab.json is invalid: vocab entry 5 .* is nan"),
+        ("item_counts.npy", _npy_header("<i8", (2**45,)), r"item_counts.npy is int64\[35184372088832\], expected"),
+        ("item_counts.npy", _npy_header("<i8", (N_ITEMS + 1,)) + b"\x00" * 8,
+         "item_counts.npy holds 8 bytes of array data; its header .* needs 56"),
+        ("item_embeddings.npy", _npy_header("<f4", (2**40, 2**40)), r"item_embeddings.npy is float32\[1099511627776"),
+        ("item_embeddings.npy", b"\x93NUMPY\x01\x00\x10\x00{'descr': '<f4',}", "item_embeddings.npy cannot be read"),
+        ("item_embeddings.npy", b"\x93NUMPY\x03\x00", "item_embeddings.npy cannot be read as a plain .npy array"),
+        ("model.onnx", b"\x00" * 64, "model.onnx is not a valid ONNX model"),
+        ("model.onnx", b"", "model.onnx .*"),
+    ],
+)
+def test_hostile_file(tmp_path, name, content, message):
+    """Hostile content, re-signed in the manifest: a BundleError naming the file, never a raw
+    ValueError / RecursionError / OverflowError / MemoryError, never the claimed allocation."""
+    _write(tmp_path / "b")
+    if name == "manifest.json":
+        (tmp_path / "b" / name).write_bytes(content)
+    else:
+        _replace(tmp_path / "b", name, content)
+    try:
+        Bundle.load(tmp_path / "b")
+    except BundleError as exc:
+        assert re.search(message, str(exc)), str(exc)
+        assert name in str(exc)
+    else:
+        assert name == "model.onnx" and content == b"", "an empty model is well-formed protobuf; onnxruntime refuses it"
+
+
+def test_oversized_files_are_not_read(tmp_path):
+    _write(tmp_path / "b")
+    with open(tmp_path / "b" / "manifest.json", "r+b") as f:
+        f.truncate(bundle_module.MAX_MANIFEST_BYTES + 1)  # sparse: nothing is written, nothing may be read
+    with pytest.raises(BundleError, match="manifest.json holds 16777217 bytes, more than the 16777216"):
+        Bundle.load(tmp_path / "b")
+    _write(tmp_path / "c")
+    with open(tmp_path / "c" / "item_embeddings.npy", "r+b") as f:
+        f.truncate(1 << 40)
+    with pytest.raises(BundleError, match="item_embeddings.npy holds 1099511627776 bytes, more than the"):
+        Bundle.load(tmp_path / "c")
+
+
+def test_optional_files_are_verified_like_the_others(tmp_path, monkeypatch):
+    monkeypatch.setattr(bundle_module, "OPTIONAL_FILES", ("extra.bin",))
+    _write(tmp_path / "b")
+    assert "extra.bin" not in Bundle.load(tmp_path / "b").files
+    _replace(tmp_path / "b", "extra.bin", b"retrieval index")
+    assert Bundle.load(tmp_path / "b").files["extra.bin"] == b"retrieval index"
+    (tmp_path / "b" / "extra.bin").write_bytes(b"retrieval indeX")
+    with pytest.raises(BundleError, match="extra.bin is corrupted or was changed after export"):
+        Bundle.load(tmp_path / "b")
+
+
+def test_loaded_arrays_are_read_only_views_of_verified_bytes(tmp_path):
+    bundle = _write(tmp_path / "b")
+    for array in (bundle.item_counts, bundle.item_embeddings()):
+        assert not array.flags.writeable
+        with pytest.raises(ValueError, match="read-only"):
+            array[0] = 1
+    (tmp_path / "b" / "item_embeddings.npy").write_bytes(b"changed after the load")
+    assert bundle.item_embeddings().shape == (N_ITEMS, D)  # what was verified, not what is there now
+
+
+# --- fuzz: a mutated bundle loads as its files say, or fails with a BundleError naming a file ----
+
+
+_FILE_NAMES = BUNDLE_FILES + ("manifest.json",)
+_JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats(allow_nan=True) | st.text(max_size=5),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=5), children, max_size=3),
+    max_leaves=8,
+)
+
+
+def _mutate_json(value, draw):
+    """``value`` with one node (chosen by ``draw``) replaced by a random JSON value."""
+    if isinstance(value, (dict, list)) and value and draw(st.booleans()):
+        keys = sorted(value) if isinstance(value, dict) else range(len(value))
+        key = draw(st.sampled_from(list(keys)))
+        value[key] = _mutate_json(value[key], draw)
+        return value
+    return draw(_JSON_VALUES)
+
+
+@st.composite
+def _mutations(draw):
+    name = draw(st.sampled_from(_FILE_NAMES))
+    kind = draw(st.sampled_from(["flip", "truncate", "insert", "json"] if name.endswith(".json")
+                                else ["flip", "truncate", "insert"]))
+    resign = name != "manifest.json" and draw(st.booleans())
+    return name, kind, resign, draw
+
+
+@given(mutation=_mutations())
+@settings(max_examples=100, deadline=None)
+def test_fuzzed_bundle(tmp_path_factory, mutation):
+    """Byte flips, truncations, insertions and JSON edits of any file, with or without the checksum
+    re-signed: the load either gives exactly what the files say (parsed here independently) or
+    raises a BundleError naming a bundle file; never another exception."""
+    name, kind, resign, draw = mutation
+    directory = tmp_path_factory.mktemp("fuzz") / "b"
+    _write(directory)
+    original = (directory / name).read_bytes()
+    if kind == "json":
+        content = json.dumps(_mutate_json(json.loads(original), draw)).encode()
+    else:  # a position counted from the start (headers) or from the end (data), alike
+        position = draw(st.integers(0, len(original) - 1))
+        position = len(original) - 1 - position if draw(st.booleans()) else position
+    if kind == "flip":
+        content = original[:position] + bytes([original[position] ^ draw(st.integers(1, 255))]) + original[position + 1:]
+    elif kind == "truncate":
+        content = original[:position]
+    elif kind == "insert":
+        content = original[:position] + draw(st.binary(min_size=1, max_size=8)) + original[position:]
+    if resign:
+        _replace(directory, name, content)
+    else:
+        (directory / name).write_bytes(content)
+    try:
+        bundle = Bundle.load(directory)
+    except BundleError as exc:
+        assert any(file in str(exc) for file in _FILE_NAMES), str(exc)
+        event(f"{name}: BundleError")
+        return
+    event(f"{name}: loaded")
+    assert resign or name == "manifest.json" or content == original, "a changed file passed its checksum"
+    manifest = json.loads((directory / "manifest.json").read_bytes())
+    assert bundle.manifest == manifest
+    assert bundle.vocab.raw_ids == json.loads((directory / "vocab.json").read_bytes())
+    assert bundle.model_bytes == (directory / "model.onnx").read_bytes()
+    counts = np.load(directory / "item_counts.npy", allow_pickle=False)
+    embeddings = np.load(directory / "item_embeddings.npy", allow_pickle=False)
+    assert np.array_equal(bundle.item_counts, counts) and counts.dtype == np.int64
+    assert np.array_equal(bundle.item_embeddings(), embeddings, equal_nan=True) and embeddings.dtype == np.float32
+
+
+@pytest.mark.parametrize("model", [b"\x08\x01", b"\x3a\x00", b"\x08\x0a\x3a\x02\x0a\x00"])
+def test_model_onnxruntime_refuses_is_a_bundle_error(tmp_path, model):
+    """Well-formed protobuf that onnxruntime cannot load (no graph, an empty node, ...):
+    BundleError naming model.onnx, not onnxruntime's InvalidProtobuf / Fail."""
+    _write(tmp_path / "b")
+    _replace(tmp_path / "b", "model.onnx", model)
+    with pytest.raises(BundleError, match="model.onnx cannot be loaded by onnxruntime"):
+        Recommender.load(tmp_path / "b", device="cpu")
+
+
+@given(position=st.integers(0, len(MODEL) - 1), xor=st.integers(1, 255), cut=st.booleans())
+@settings(max_examples=60, deadline=None)
+def test_fuzzed_model(tmp_path_factory, position, xor, cut):
+    """A re-signed model.onnx with a flipped byte or cut short: Recommender.load raises a
+    BundleError naming model.onnx (the tiny model never has the runtime's inputs), nothing else."""
+    directory = tmp_path_factory.mktemp("fuzz-model") / "b"
+    _write(directory)
+    model = MODEL[:position] if cut else MODEL[:position] + bytes([MODEL[position] ^ xor]) + MODEL[position + 1:]
+    _replace(directory, "model.onnx", model)
+    with pytest.raises(BundleError, match="model.onnx"):
+        Recommender.load(directory, device="cpu")
