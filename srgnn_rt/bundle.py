@@ -36,7 +36,6 @@ import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -112,7 +111,7 @@ class Bundle:
     manifest: dict[str, Any]
     vocab: Vocab
     item_counts: np.ndarray
-    files: Mapping[str, bytes] = dataclasses.field(repr=False, compare=False)
+    files: dict[str, bytes] = dataclasses.field(repr=False, compare=False)
 
     @property
     def n_items(self) -> int:
@@ -192,8 +191,7 @@ class Bundle:
             )
         _npy_array(files[ITEM_EMBEDDINGS_FILENAME], f"bundle {directory}: {ITEM_EMBEDDINGS_FILENAME}",
                    np.float32, (n_items, d))
-        return cls(path=directory, manifest=manifest, vocab=vocab, item_counts=item_counts,
-                   files=MappingProxyType(files))
+        return cls(path=directory, manifest=manifest, vocab=vocab, item_counts=item_counts, files=files)
 
 
 def write_bundle(
