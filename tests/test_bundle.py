@@ -297,7 +297,8 @@ def test_loads_during_overwrites_see_one_whole_bundle(tmp_path):
     """Threads load while another thread overwrites the directory again and again with one of
     two different bundles: every load is one of the two, complete, and none fails."""
     first = _write(tmp_path / "first", raw_ids=list(range(N_ITEMS)))
-    second = _write(tmp_path / "second", raw_ids=[f"sku-{i}" for i in range(N_ITEMS)], item_counts=np.arange(N_ITEMS + 1),
+    second = _write(tmp_path / "second", raw_ids=[f"sku-{i}" for i in range(N_ITEMS)],
+                    item_counts=np.arange(N_ITEMS + 1),
                     model=_onnx_model(np.ones(8, dtype=np.float32)).SerializeToString())
     expected = [_contents(first), _contents(second)]
     arguments = [
@@ -399,7 +400,8 @@ def _graph(draw, depth: int, flags: list) -> onnx.GraphProto:
     initializers = [tensor() for _ in range(draw(st.integers(0, 2)))]
     nodes = [onnx.helper.make_node("Constant", [], [f"c{len(flags)}"], value=tensor())
              for _ in range(draw(st.integers(0, 2)))]
-    sparse = [onnx.helper.make_sparse_tensor(tensor(), _tensor("i", False), [3]) for _ in range(draw(st.integers(0, 1)))]
+    sparse = [onnx.helper.make_sparse_tensor(tensor(), _tensor("i", False), [3])
+              for _ in range(draw(st.integers(0, 1)))]
     if depth > 0 and draw(st.booleans()):
         nodes.append(onnx.helper.make_node("If", ["cond"], ["out"], then_branch=_graph(draw, depth - 1, flags),
                                            else_branch=_graph(draw, depth - 1, flags)))
@@ -568,7 +570,8 @@ def test_fuzzed_bundle(tmp_path_factory, mutation):
         position = draw(st.integers(0, len(original) - 1))
         position = len(original) - 1 - position if draw(st.booleans()) else position
     if kind == "flip":
-        content = original[:position] + bytes([original[position] ^ draw(st.integers(1, 255))]) + original[position + 1:]
+        flipped = bytes([original[position] ^ draw(st.integers(1, 255))])
+        content = original[:position] + flipped + original[position + 1:]
     elif kind == "truncate":
         content = original[:position]
     elif kind == "insert":
