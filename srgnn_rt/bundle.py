@@ -7,20 +7,32 @@ Layout::
     item_counts.npy      int64[n_items + 1]: training clicks per internal id (popularity fallback)
     item_embeddings.npy  float32[n_items, d]: embedding of items 1..n (for ANN retrieval)
     manifest.json        format, model config, sizes, ONNX facts, graph-builder options,
-                         library versions, and the sha256 of every other file
+                         library versions, and the size and sha256 of every other file
 
-Loading (``Bundle.load``) checks the format version, every checksum and that the
-files agree with each other, and raises ``BundleError`` saying which file is wrong
-and how. Everything is data: JSON, and ``.npy`` read with ``allow_pickle=False``;
-nothing executes on load. Writing (``write_bundle``) is atomic: the files go to a
-temporary sibling directory that is checked like a loaded bundle and then renamed.
+Loading (``Bundle.load``) reads each file once, into memory, checks its size and
+sha256 against the manifest, and builds everything from those verified bytes: the
+model is handed to onnxruntime as bytes (``Bundle.model_bytes``), arrays are views
+of them. All files come from one version of the directory (see
+``srgnn_rt.atomic.DirectoryVersion``), so a load concurrent with ``export
+--overwrite`` returns the old bundle or the new one, never a mix. A loaded bundle
+therefore holds every file in memory: model.onnx and item_embeddings.npy are each
+about ``4 * n_items * d`` bytes (400 MB each for 1 M items at d = 100); the rest
+is small. The load also checks the format version, that the files agree with each
+other, that model.onnx keeps no tensor outside itself (ONNX external data would
+reach the model unverified), and raises ``BundleError`` naming the file and the
+problem for anything else. Everything is data: JSON, ``.npy`` headers parsed
+before any array is made, nothing executes on load. Writing (``write_bundle``)
+is atomic: the files go to a temporary sibling directory that is checked like a
+loaded bundle and then takes the place of the old one in one step.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import json
+import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -28,13 +40,15 @@ from typing import Any
 
 import numpy as np
 
-from .atomic import staging_directory
+from .atomic import DirectoryVersion, read_consistently, staging_directory
+from .onnx_wire import external_tensors
 from .vocab import VOCAB_FILENAME, Vocab
 
 __all__ = [
     "BUNDLE_FILES",
     "FORMAT",
     "FORMAT_VERSION",
+    "OPTIONAL_FILES",
     "Bundle",
     "BundleError",
     "GraphBuilderOptions",
@@ -48,9 +62,13 @@ MODEL_FILENAME = "model.onnx"
 ITEM_COUNTS_FILENAME = "item_counts.npy"
 ITEM_EMBEDDINGS_FILENAME = "item_embeddings.npy"
 BUNDLE_FILES = (MODEL_FILENAME, VOCAB_FILENAME, ITEM_COUNTS_FILENAME, ITEM_EMBEDDINGS_FILENAME)
+"""Files every bundle has, each listed in the manifest with its size and sha256."""
+OPTIONAL_FILES: tuple[str, ...] = ()
+"""Files a bundle may have; when the manifest lists one, it is read and verified as the others."""
 EDGE_WEIGHTS = ("binary", "count")
+MAX_MANIFEST_BYTES = 1 << 24
 
-_CHUNK = 1 << 20
+_INT64_MAX = 2**63 - 1
 
 
 class BundleError(ValueError):
@@ -82,16 +100,18 @@ class GraphBuilderOptions:
 
 @dataclasses.dataclass(frozen=True)
 class Bundle:
-    """A loaded and checked bundle directory.
+    """A loaded and checked bundle.
 
-    ``manifest``: the parsed ``manifest.json``; ``vocab``: its ``Vocab``;
-    ``item_counts: int64[n_items + 1]`` (index 0, the padding id, is 0).
+    ``path``: the directory it was read from; ``manifest``: the parsed ``manifest.json``;
+    ``vocab``: its ``Vocab``; ``item_counts: int64[n_items + 1]`` (index 0, the padding id,
+    is 0; read-only); ``files``: the verified bytes of every file the manifest lists.
     """
 
     path: Path
     manifest: dict[str, Any]
     vocab: Vocab
     item_counts: np.ndarray
+    files: dict[str, bytes] = dataclasses.field(repr=False, compare=False)
 
     @property
     def n_items(self) -> int:
@@ -103,15 +123,23 @@ class Bundle:
 
     @property
     def model_path(self) -> Path:
+        """Where model.onnx was read from; serve ``model_bytes``, which were verified."""
         return self.path / MODEL_FILENAME
+
+    @property
+    def model_bytes(self) -> bytes:
+        """The serialized ONNX model, exactly the bytes whose sha256 the manifest holds."""
+        return self.files[MODEL_FILENAME]
 
     @property
     def graph_builder(self) -> GraphBuilderOptions:
         return GraphBuilderOptions(**self.manifest["graph_builder"])
 
     def item_embeddings(self) -> np.ndarray:
-        """float32[n_items, d]: row ``i`` is the embedding of internal id ``i + 1`` (memory-mapped, read-only)."""
-        return np.load(self.path / ITEM_EMBEDDINGS_FILENAME, mmap_mode="r", allow_pickle=False)
+        """float32[n_items, d]: row ``i`` is the embedding of internal id ``i + 1`` (read-only,
+        a view of the verified file bytes)."""
+        return _npy_array(self.files[ITEM_EMBEDDINGS_FILENAME], f"bundle {self.path}: {ITEM_EMBEDDINGS_FILENAME}",
+                          np.float32, (self.n_items, self.embedding_size))
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Bundle:
@@ -119,33 +147,51 @@ class Bundle:
 
         Raises FileNotFoundError when ``path`` is not a directory, and BundleError
         (a ValueError) naming the file and the problem for anything else: missing
-        files, a checksum mismatch, an unsupported format version, or files that
-        disagree on the number of items or the embedding size.
+        files, a size or checksum mismatch, an unsupported format version, files that
+        disagree on the number of items or the embedding size, ONNX external data.
+        A directory replaced while it is read is read again (see ``read_consistently``).
         """
         directory = Path(path)
-        if not directory.is_dir():
-            raise FileNotFoundError(f"bundle directory {directory} does not exist")
-        manifest = _read_manifest(directory)
-        for name in BUNDLE_FILES:
-            _check_file(directory, name, manifest["files"][name])
-        n_items, d = manifest["n_items"], manifest["embedding_size"]
         try:
-            vocab = Vocab.load(directory)
+            return read_consistently(directory, lambda version: cls._read(version, directory))
+        except (FileNotFoundError, NotADirectoryError):
+            if not directory.is_dir():
+                raise FileNotFoundError(f"bundle directory {directory} does not exist") from None
+            raise
+
+    @classmethod
+    def _read(cls, version: DirectoryVersion, directory: Path) -> Bundle:
+        """Read every file of one version of the bundle directory, verify it, parse it."""
+        manifest = _parse_manifest(_read_file(version, directory, MANIFEST_FILENAME, MAX_MANIFEST_BYTES),
+                                   f"bundle {directory}: {MANIFEST_FILENAME}")
+        names = BUNDLE_FILES + tuple(name for name in OPTIONAL_FILES if name in manifest["files"])
+        files = {name: _read_verified(version, directory, name, manifest["files"][name]) for name in names}
+        n_items, d = manifest["n_items"], manifest["embedding_size"]
+        external = _external_tensors(files[MODEL_FILENAME], f"bundle {directory}: {MODEL_FILENAME}")
+        if external:
+            raise BundleError(
+                f"bundle {directory}: {MODEL_FILENAME} keeps tensors {external[:5]} as ONNX external data "
+                f"(outside the file, beyond any checksum); export the model with its tensors inside"
+            )
+        try:
+            vocab = Vocab.from_json(files[VOCAB_FILENAME], f"bundle {directory}: {VOCAB_FILENAME}")
         except (TypeError, ValueError) as exc:
-            raise BundleError(f"bundle {directory}: {VOCAB_FILENAME} is invalid: {exc}") from None
+            raise BundleError(str(exc)) from None
         if len(vocab) != n_items:
             raise BundleError(
                 f"bundle {directory}: {VOCAB_FILENAME} holds {len(vocab)} raw ids but the model "
                 f"scores n_items = {n_items} items (manifest.json)"
             )
-        item_counts = _read_npy(directory, ITEM_COUNTS_FILENAME, np.int64, (n_items + 1,))
+        item_counts = _npy_array(files[ITEM_COUNTS_FILENAME], f"bundle {directory}: {ITEM_COUNTS_FILENAME}",
+                                 np.int64, (n_items + 1,))
         if item_counts[0] != 0 or item_counts.min() < 0:
             raise BundleError(
                 f"bundle {directory}: {ITEM_COUNTS_FILENAME} must hold counts >= 0 with entry 0 "
                 f"(the padding id) equal to 0; got entry 0 = {item_counts[0]}, minimum {item_counts.min()}"
             )
-        _read_npy(directory, ITEM_EMBEDDINGS_FILENAME, np.float32, (n_items, d), mmap=True)
-        return cls(path=directory, manifest=manifest, vocab=vocab, item_counts=item_counts)
+        _npy_array(files[ITEM_EMBEDDINGS_FILENAME], f"bundle {directory}: {ITEM_EMBEDDINGS_FILENAME}",
+                   np.float32, (n_items, d))
+        return cls(path=directory, manifest=manifest, vocab=vocab, item_counts=item_counts, files=files)
 
 
 def write_bundle(
@@ -165,7 +211,7 @@ def write_bundle(
     except ``format``, ``format_version`` and ``files``, which are filled in here
     (it must hold ``n_items``, ``embedding_size``, ``model``, ``graph_builder`` and
     ``onnx``). The files go to a temporary sibling directory, are checked with
-    ``Bundle.load``, and the directory is renamed to ``path``: a failure leaves
+    ``Bundle.load``, and the directory takes the place of ``path``: a failure leaves
     neither a partial bundle nor the temporary directory. An existing non-empty
     ``path`` is replaced only with ``overwrite=True`` (FileExistsError otherwise).
     """
@@ -176,14 +222,18 @@ def write_bundle(
     reserved = {"format", "format_version", "files"} & set(manifest)
     if reserved:
         raise ValueError(f"manifest fields {sorted(reserved)} are filled in by write_bundle; leave them out")
+    contents = {
+        MODEL_FILENAME: model,
+        VOCAB_FILENAME: vocab.to_json(),
+        ITEM_COUNTS_FILENAME: _npy_bytes(item_counts),
+        ITEM_EMBEDDINGS_FILENAME: _npy_bytes(item_embeddings),
+    }
+    full = {"format": FORMAT, "format_version": FORMAT_VERSION, **manifest}
+    full["files"] = {name: {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+                     for name, data in contents.items()}
     with staging_directory(path, overwrite=overwrite) as staging:
-        (staging / MODEL_FILENAME).write_bytes(model)
-        vocab.save(staging)
-        np.save(staging / ITEM_COUNTS_FILENAME, np.asarray(item_counts), allow_pickle=False)
-        np.save(staging / ITEM_EMBEDDINGS_FILENAME, np.asarray(item_embeddings), allow_pickle=False)
-        full = {"format": FORMAT, "format_version": FORMAT_VERSION, **manifest}
-        full["files"] = {name: {"sha256": _sha256(staging / name), "bytes": (staging / name).stat().st_size}
-                         for name in BUNDLE_FILES}
+        for name, data in contents.items():
+            (staging / name).write_bytes(data)
         with open(staging / MANIFEST_FILENAME, "w", encoding="utf-8") as f:
             json.dump(full, f, indent=2)
             f.write("\n")
@@ -191,28 +241,65 @@ def write_bundle(
     return dataclasses.replace(checked, path=Path(path).absolute())
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
+def _npy_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, np.asarray(array), allow_pickle=False)
+    return buffer.getvalue()
 
 
 def _is_count(value: Any, minimum: int = 1) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
 
 
-def _read_manifest(directory: Path) -> dict[str, Any]:
-    """Parse ``manifest.json`` and check its format version and the types of its fields."""
-    path = directory / MANIFEST_FILENAME
-    where = f"bundle {directory}: {MANIFEST_FILENAME}"
-    if not path.is_file():
-        raise BundleError(f"bundle {directory} lacks {MANIFEST_FILENAME}; is it a bundle directory?")
+def _int64(text: str) -> int:
+    """JSON integers of a manifest are int64 (an ``int`` of 4,300+ digits raises ValueError too)."""
+    value = int(text)
+    if not -_INT64_MAX - 1 <= value <= _INT64_MAX:
+        raise ValueError(f"the integer {text[:24]}{'...' if len(text) > 24 else ''} is outside the int64 range")
+    return value
+
+
+def _read_file(version: DirectoryVersion, directory: Path, name: str, limit: int) -> bytes:
+    """The bytes of file ``name``, read once; BundleError when it holds more than ``limit``
+    (checked before reading, so a huge file is never read into memory)."""
     try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BundleError(f"{where} is not valid JSON: {exc}") from None
+        f = version.open(name)
+    except FileNotFoundError:
+        raise BundleError(f"bundle {directory} lacks {name}") from None
+    except OSError as exc:
+        raise BundleError(f"bundle {directory}: {name} cannot be read: {exc.strerror or exc}") from None
+    with f:
+        size = os.fstat(f.fileno()).st_size
+        if size > limit:
+            raise BundleError(f"bundle {directory}: {name} holds {size} bytes, more than the {limit} it may hold")
+        return f.read(size)
+
+
+def _read_verified(version: DirectoryVersion, directory: Path, name: str, entry: Mapping[str, Any]) -> bytes:
+    """The bytes of file ``name``, read once, with the size and sha256 of its manifest ``entry``."""
+    data = _read_file(version, directory, name, entry["bytes"])
+    changed = f"bundle {directory}: {name} is corrupted or was changed after export"
+    if len(data) != entry["bytes"]:
+        raise BundleError(f"{changed}: it holds {len(data)} bytes, manifest.json says {entry['bytes']}")
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != entry["sha256"]:
+        raise BundleError(f"{changed}: its sha256 is {actual}, manifest.json says {entry['sha256']}")
+    return data
+
+
+def _external_tensors(model: bytes, where: str) -> list[str]:
+    try:
+        return external_tensors(model)
+    except ValueError as exc:
+        raise BundleError(f"{where} is not a valid ONNX model (protobuf): {exc}") from None
+
+
+def _parse_manifest(data: bytes, where: str) -> dict[str, Any]:
+    """Parse ``manifest.json`` and check its format version and the types of its fields."""
+    try:
+        manifest = json.loads(data, parse_int=_int64)
+    except (ValueError, RecursionError) as exc:  # bad JSON or UTF-8, huge ints, deep nesting
+        raise BundleError(f"{where} is not valid JSON: {str(exc) or type(exc).__name__}") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise BundleError(f"{where} does not describe an srgnn-rt bundle (its 'format' is not {FORMAT!r})")
     version = manifest.get("format_version")
@@ -241,36 +328,36 @@ def _read_manifest(directory: Path) -> dict[str, Any]:
         raise BundleError(f"{where}: onnx must be an object with an int opset, got {manifest.get('onnx')!r}")
     files = manifest.get("files")
     if not isinstance(files, dict):
-        raise BundleError(f"{where}: files must map file names to their sha256, got {files!r}")
-    for name in BUNDLE_FILES:
+        raise BundleError(f"{where}: files must map file names to their size and sha256, got {files!r}")
+    for name in BUNDLE_FILES + tuple(name for name in OPTIONAL_FILES if name in files):
         entry = files.get(name)
-        if not isinstance(entry, dict) or not isinstance(entry.get("sha256"), str):
-            raise BundleError(f"{where}: files has no sha256 for {name}")
+        if not isinstance(entry, dict) or not isinstance(entry.get("sha256"), str) \
+                or not _is_count(entry.get("bytes"), minimum=0):
+            raise BundleError(f"{where}: files has no sha256 and size (bytes) for {name}")
     return manifest
 
 
-def _check_file(directory: Path, name: str, entry: Mapping[str, Any]) -> None:
-    """The file exists and its sha256 is the manifest's."""
-    path = directory / name
-    if not path.is_file():
-        raise BundleError(f"bundle {directory} lacks {name}")
-    actual = _sha256(path)
-    if actual != entry["sha256"]:
-        raise BundleError(
-            f"bundle {directory}: {name} is corrupted or was changed after export: its sha256 is "
-            f"{actual}, manifest.json says {entry['sha256']}"
-        )
-
-
-def _read_npy(directory: Path, name: str, dtype: type, shape: tuple[int, ...], mmap: bool = False) -> np.ndarray:
-    """A plain (never pickled) ``.npy`` array with the given dtype and shape."""
+def _npy_array(data: bytes, where: str, dtype: type, shape: tuple[int, ...]) -> np.ndarray:
+    """The plain ``.npy`` array held by ``data`` (a read-only view, never unpickled), which must
+    have the given dtype and shape; the header is checked before any array is made."""
+    stream = io.BytesIO(data)
     try:
-        array = np.load(directory / name, mmap_mode="r" if mmap else None, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as exc:
-        raise BundleError(f"bundle {directory}: {name} cannot be read as a plain .npy array: {exc}") from None
-    if array.dtype != dtype or array.shape != shape:
+        version = np.lib.format.read_magic(stream)
+        read_header = {(1, 0): np.lib.format.read_array_header_1_0,
+                       (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+        if read_header is None:
+            raise ValueError(f".npy format version {version} is not read here (np.save writes 1.0 or 2.0)")
+        header_shape, fortran_order, header_dtype = read_header(stream)
+    except Exception as exc:  # numpy's header parser: ValueError, SyntaxError, tokenize.TokenError, ...
+        raise BundleError(f"{where} cannot be read as a plain .npy array: {exc}") from None
+    if header_dtype != dtype or tuple(header_shape) != shape:
+        raise BundleError(f"{where} is {header_dtype}{list(header_shape)}, expected {np.dtype(dtype)}{list(shape)}")
+    count = math.prod(shape)
+    offset = stream.tell()
+    if len(data) - offset != count * header_dtype.itemsize:
         raise BundleError(
-            f"bundle {directory}: {name} is {array.dtype}{list(array.shape)}, "
-            f"expected {np.dtype(dtype)}{list(shape)}"
+            f"{where} holds {len(data) - offset} bytes of array data; its header "
+            f"({header_dtype}{list(shape)}) needs {count * header_dtype.itemsize}"
         )
-    return array
+    flat = np.frombuffer(data, dtype=header_dtype, count=count, offset=offset)
+    return flat.reshape(shape, order="F" if fortran_order else "C")

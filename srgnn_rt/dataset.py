@@ -75,8 +75,8 @@ class PreparedDataset:
         manifest_path = directory / MANIFEST_FILENAME
         try:
             manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{manifest_path} is not valid JSON: {exc}") from None
+        except (ValueError, RecursionError) as exc:  # bad JSON or UTF-8, 4,300+ digit ints, deep nesting
+            raise ValueError(f"{manifest_path} is not valid JSON: {str(exc) or type(exc).__name__}") from None
         train_arrays = _read_npz(directory / "train.npz", (*_SPLIT_KEYS, "item_counts"))
         test_arrays = _read_npz(directory / "test.npz", _SPLIT_KEYS)
         dataset = cls(

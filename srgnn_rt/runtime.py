@@ -121,7 +121,13 @@ class Recommender:
         has_driver = _cuda_driver_present()
         want_cuda = device != "cpu" and has_provider and has_driver
         providers = [_CUDA, _CPU] if want_cuda else [_CPU]
-        session = onnxruntime.InferenceSession(str(bundle.model_path), options, providers=providers)
+        try:  # from the verified bytes, never from the path: the file may have been replaced since
+            session = onnxruntime.InferenceSession(bundle.model_bytes, options, providers=providers)
+        except MemoryError:
+            raise
+        except Exception as exc:  # onnxruntime's errors (InvalidProtobuf, Fail, ...) share no base class
+            raise BundleError(f"bundle {bundle.path}: {bundle.model_path.name} cannot be loaded by onnxruntime: "
+                              f"{exc}") from None
         if device != "cpu" and session.get_providers()[0] != _CUDA:
             if not has_provider:
                 why = "this onnxruntime has no CUDA provider (install onnxruntime-gpu)"

@@ -21,6 +21,7 @@ import numpy as np
 RawId = Union[int, str]
 
 VOCAB_FILENAME = "vocab.json"
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 
 class Vocab:
@@ -40,6 +41,11 @@ class Vocab:
             if isinstance(raw_id, np.integer):
                 raw_id = int(raw_id)
                 raw[position] = raw_id
+            if isinstance(raw_id, int) and not _INT64_MIN <= raw_id <= _INT64_MAX:
+                raise ValueError(
+                    f"vocab entry {position} (internal id {position + 1}) is {raw_id}, outside the int64 range "
+                    f"of raw item ids"
+                )
             if raw_id in index:
                 raise ValueError(
                     f"vocab has raw id {raw_id!r} twice: internal ids {index[raw_id]} and {position + 1}"
@@ -91,22 +97,37 @@ class Vocab:
             raise ValueError(f"internal id {bad} is outside 1..{len(self._raw)}")
         return self._raw_array[internal_ids - 1]
 
+    def to_json(self) -> bytes:
+        """The content of ``vocab.json``: a compact JSON array of the raw ids, UTF-8."""
+        return json.dumps(self._raw, separators=(",", ":")).encode("utf-8")
+
+    @classmethod
+    def from_json(cls, data: bytes | str, where: str = VOCAB_FILENAME) -> Vocab:
+        """The vocabulary held by the JSON text ``data``; ValueError / TypeError naming ``where``
+        (e.g. the file) when it is not a JSON array of distinct int64 or str raw ids."""
+        try:
+            raw = json.loads(data)
+        except (ValueError, RecursionError) as exc:  # bad JSON or UTF-8, 4,300+ digit ints, deep nesting
+            raise ValueError(f"{where} is not valid JSON: {str(exc) or type(exc).__name__}") from None
+        if not isinstance(raw, list):
+            raise ValueError(f"{where} must hold a JSON array of raw item ids, not {type(raw).__name__}")
+        try:
+            return cls(raw)
+        except TypeError as exc:
+            raise TypeError(f"{where} is invalid: {exc}") from None
+        except ValueError as exc:
+            raise ValueError(f"{where} is invalid: {exc}") from None
+
     def save(self, directory: str | os.PathLike) -> str:
         """Write ``vocab.json`` into ``directory``; returns its path."""
         path = os.path.join(directory, VOCAB_FILENAME)
-        with open(path, "w", encoding="utf-8") as f:
-            json.dump(self._raw, f, separators=(",", ":"))
+        with open(path, "wb") as f:
+            f.write(self.to_json())
         return path
 
     @classmethod
-    def load(cls, directory: str | os.PathLike) -> "Vocab":
+    def load(cls, directory: str | os.PathLike) -> Vocab:
         """Read ``vocab.json`` from ``directory``."""
         path = os.path.join(directory, VOCAB_FILENAME)
-        with open(path, encoding="utf-8") as f:
-            try:
-                raw = json.load(f)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{path} is not valid JSON: {exc}") from None
-        if not isinstance(raw, list):
-            raise ValueError(f"{path} must hold a JSON array of raw item ids, not {type(raw).__name__}")
-        return cls(raw)
+        with open(path, "rb") as f:
+            return cls.from_json(f.read(), path)

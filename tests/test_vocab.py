@@ -59,3 +59,28 @@ def test_load_rejects_non_list(tmp_path):
     (tmp_path / "vocab.json").write_text("[1, 2")
     with pytest.raises(ValueError, match="not valid JSON"):
         Vocab.load(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "data, error, message",
+    [
+        (b"[1, 18446744073709551616]", ValueError, "vocab.json is invalid: vocab entry 1 .* outside the int64 range"),
+        (b"[-9223372036854775809]", ValueError, "outside the int64 range"),
+        (b"[" + b"9" * 5000 + b"]", ValueError, "vocab.json is not valid JSON"),
+        (b"[" * 100_000 + b"]" * 100_000, ValueError, "vocab.json is not valid JSON"),
+        (b"[1, NaN]", TypeError, "vocab.json is invalid: vocab entry 1 .* float"),
+        (b"\xff[1]", ValueError, "vocab.json is not valid JSON"),
+        (b'{"a": 1}', ValueError, "vocab.json must hold a JSON array"),
+    ],
+)
+def test_from_json_names_the_file(data, error, message):
+    with pytest.raises(error, match=message):
+        Vocab.from_json(data, "vocab.json")
+
+
+def test_int64_bounds_and_json_round_trip():
+    extremes = Vocab([-(2**63), 2**63 - 1, "x"])
+    assert Vocab.from_json(extremes.to_json()) == extremes
+    assert Vocab.from_json("\ufeff[5, 6]".encode()).raw_ids == [5, 6]  # a UTF-8 BOM is accepted
+    with pytest.raises(ValueError, match="vocab entry 0 .* 9223372036854775808, outside the int64 range"):
+        Vocab([2**63])
