@@ -13,8 +13,9 @@ One request must not cost everyone, so every session is bounded:
   is refused with a ValueError naming it, after looking at its length only;
 - a session is cut to its last ``max_length`` known clicks (the bundle's, or
   ``DEFAULT_MAX_LENGTH`` for bundles that record none), walking back from its
-  last click and stopping there: the work per session is bounded by the cap
-  (plus the unknown ids met on the way), never by the session's length;
+  last click and stopping at the known click before them: the work per session
+  is bounded by the cap (plus the unknown ids met on the way), never by the
+  session's length;
 - a batch runs in buckets of sessions of similar size (``cost_buckets``), so
   short sessions are never padded to a long one.
 
@@ -245,10 +246,12 @@ class Recommender:
         otherwise); a str where the model's ids are all ints, or the reverse, is a
         TypeError too, since ``123`` and ``"123"`` are different items.
 
-        A session is its last ``max_length`` known clicks: clicks before them are
-        not looked at (not type-checked, not counted in ``n_unknown``, not
-        excluded by ``exclude_seen``). Sessions of at most ``max_length`` raw ids
-        are read whole. A session of more than ``max_clicks`` raw ids raises
+        A session is its last ``max_length`` known clicks: it starts at its
+        ``max_length``-th last known click, and what lies before counts for nothing
+        (not type-checked, not counted in ``n_unknown``, not excluded by
+        ``exclude_seen``; the walk back reads at most up to the previous known
+        click). A session with at most ``max_length`` known clicks is read whole,
+        exactly as without a cut. A session of more than ``max_clicks`` raw ids raises
         ValueError. Each session's answer does not depend on the rest of the batch.
         """
         k = self._checked_k(k)
@@ -354,10 +357,13 @@ class Recommender:
     def _kept_clicks(self, session: Any, index: int, unknown: str) -> tuple[list[int], int]:
         """Internal ids of the last ``max_length`` known clicks of a session, and its unknown ids counted.
 
-        Walks back from the last click and stops at the ``max_length``-th known
-        one, so only that tail is type-checked and encoded. Errors name the
-        lowest position among the clicks looked at: a raw id of the wrong type
-        (TypeError) first, then an unknown one with ``unknown="error"``.
+        A session with more than ``max_length`` known clicks starts at its
+        ``max_length``-th last known click: the walk back from the last click
+        stops at the known click before that one, and what lies before the start
+        counts for nothing. Errors name the lowest position from the start on: a
+        raw id of the wrong type (TypeError) first, then an unknown one with
+        ``unknown="error"``. A session with at most ``max_length`` known clicks is
+        read whole.
         """
         position = self._checked_length(session, index)
         if isinstance(session, np.ndarray):
@@ -366,7 +372,8 @@ class Recommender:
         kept: list[int] = []
         n_unknown = 0
         first_unknown = wrong_type = None
-        while position and len(kept) < cap:
+        at_cap = None  # (n_unknown, first_unknown, wrong_type) when the cap-th last known click was read
+        while position:
             position -= 1
             value = session[position]
             if type(value) is not expected:
@@ -376,11 +383,16 @@ class Recommender:
                     wrong_type = position
                     continue
             item = internal_id(value)
-            if item:
-                kept.append(item)
-            else:
+            if not item:
                 n_unknown += 1
                 first_unknown = position
+            elif at_cap is not None:  # a known click before the start: the session is cut
+                n_unknown, first_unknown, wrong_type = at_cap
+                break
+            else:
+                kept.append(item)
+                if len(kept) == cap:
+                    at_cap = n_unknown, first_unknown, wrong_type
         if wrong_type is not None:
             raise _type_error(session[wrong_type], index, wrong_type, expected)
         if first_unknown is not None and unknown == "error":
