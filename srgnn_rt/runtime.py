@@ -57,18 +57,18 @@ SMALL_FEED_BYTES = 1 << 16
 DEFAULT_MAX_LENGTH = 200
 """Known clicks kept per session when neither the bundle nor ``Recommender.load`` sets ``max_length``.
 
-Export records it in bundles whose training set no cut. Generous: the sessions
-of the published datasets are far shorter (Diginetica and Yoochoose average
-about 5 clicks, 99.9 % of them under 100), and SR-GNN's readout weighs the last
-click most; small enough that a session's graph stays at most 200 x 400
-float32 (320 KB).
+Export records it in bundles whose training set no cut. Generous: the
+Diginetica sample's sessions average 4.1 clicks, 99.9 % have at most 40 and the
+longest 54, and SR-GNN's readout weighs the last click most; small enough that
+a session's graph stays within 200 x 400 float32 (320 KB).
 """
-DEFAULT_MAX_CLICKS = 100_000
+DEFAULT_MAX_CLICKS = 20_000
 """Longest session accepted, in raw clicks before the cut (``Recommender.load(max_clicks=...)``).
 
 Cutting walks back from the last click, so a long session of known ids costs
 no more than a short one; this limit bounds the walk through unknown ids (about
-20 ms for 100,000 of them) and refuses absurd requests before any work.
+0.4 microseconds each: 8 ms for 20,000) and refuses absurd requests before any
+work. Generous: 100 times the default cut.
 """
 _METADATA = {"n_items": "srgnn_rt.n_items", "embedding_size": "srgnn_rt.embedding_size"}
 

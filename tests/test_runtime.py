@@ -351,7 +351,7 @@ def test_batch_answers_are_per_session_answers(recommender, raw_ids, data):
 
 
 def test_large_batches_run_in_length_buckets_without_changing_answers(recommender, raw_ids, monkeypatch):
-    """Bucketing by length (for batches above BUCKET_SIZE) returns each session's own answer, in order."""
+    """Buckets of at most BUCKET_SIZE (4 here) return each session's own answer, in order."""
     import srgnn_rt.runtime
 
     rng = np.random.default_rng(3)
@@ -478,7 +478,7 @@ def test_bundles_record_a_cut_and_old_ones_get_the_default(recommender, syntheti
 
 
 @given(data=st.data())
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=40, deadline=None)
 def test_cut_keeps_the_last_known_clicks(capped, recommender, raw_ids, data):
     """The cut walks back to the CAP-th last known click; within the cap nothing changes; a session's
     answer is the answer to its kept clicks, whatever the batch around it."""
@@ -534,9 +534,9 @@ def test_hard_limit_and_request_cost(capped, recommender, raw_ids):
         capped.recommend([raw_ids[:3], long])
     with pytest.raises(ValueError, match="session 0 has 41 clicks, more than max_clicks=40"):
         capped.session_embeddings([np.array(long)])
-    assert capped.max_clicks == 40 and recommender.max_clicks == 100_000
+    assert capped.max_clicks == 40 and recommender.max_clicks == 20_000
     # The default refuses a 5 M-id session by its length, before reading it.
-    with pytest.raises(ValueError, match="session 0 has 5000000 clicks, more than max_clicks=100000"):
+    with pytest.raises(ValueError, match="session 0 has 5000000 clicks, more than max_clicks=20000"):
         recommender.recommend_one(_Watched([0]) * 5_000_000)
     assert [capped.request_cost(s) for s in ([], raw_ids[:2], [-1] * 30, np.array(raw_ids[:9]))] == [0, 2, CAP, CAP]
     assert recommender.request_cost(raw_ids[:1] * 10_000) == recommender.max_length
@@ -556,7 +556,7 @@ def test_hard_limit_and_request_cost(capped, recommender, raw_ids):
     sizes=st.lists(st.tuples(st.integers(1, 300), st.integers(0, 300)), min_size=1, max_size=200),
     max_size=st.integers(1, 80),
 )
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 def test_cost_buckets_bound_padding(sizes, max_size):
     """Every session in exactly one bucket; no bucket over max_size; padding at most doubles a run's
     graph arrays (or the run is small)."""
