@@ -294,7 +294,8 @@ def export_bundle(
     ``vocab`` must hold ``model.config.n_items`` raw ids; ``item_counts: int64[n_items + 1]``
     (popularity fallback); ``builder``: the graph-builder options the model was trained
     with (a ``max_length`` of None is recorded, and verified, as ``DEFAULT_MAX_LENGTH``:
-    every bundle bounds the clicks one session costs); ``real_sessions``: internal-id sessions to verify on besides random ones.
+    every bundle bounds the clicks one session costs); ``real_sessions``: internal-id
+    sessions to verify on besides random ones.
     Raises ExportVerificationError (nothing written) when ONNX and torch disagree.
     """
     model = _cpu_copy(model)

@@ -122,8 +122,8 @@ def build_graphs(
     n_items: ids above it are an error. max_length: keep only the last
     ``max_length`` clicks of longer sessions (default: all). pad_nodes /
     pad_length: fixed N / T (static shapes, at most ``MAX_PAD_NODES`` /
-    ``MAX_PAD_LENGTH``); a session that does not fit is an error. Otherwise N = most distinct items in one session and T = longest
-    kept session. edge_weight: ``"binary"`` (an edge counts once, the authors'
+    ``MAX_PAD_LENGTH``); a session that does not fit is an error. Otherwise
+    N = most distinct items in one session and T = longest kept session. edge_weight: ``"binary"`` (an edge counts once, the authors'
     code) or ``"count"`` (weighted by repeats, the paper's text). backend:
     ``"compiled"`` or ``"python"`` (the numpy specification, for checks).
 

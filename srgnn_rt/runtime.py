@@ -476,12 +476,10 @@ class Recommender:
         return binding.copy_outputs_to_cpu()
 
 
-def graph_bytes(n_nodes: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """int64[B]: bytes of the graph arrays of sessions with ``n_nodes`` nodes and ``lengths`` clicks.
-
-    items int64[N] + adjacency float32[N, 2N] + alias int64[T] + mask float32[T].
-    """
-    n_nodes, lengths = np.asarray(n_nodes, dtype=np.int64), np.asarray(lengths, dtype=np.int64)
+def graph_bytes(n_nodes, lengths):
+    """Bytes of the graph arrays of a session of ``n_nodes`` nodes and ``lengths`` clicks (ints, or
+    int64[B] arrays for B sessions): items int64[N] + adjacency float32[N, 2N] + alias int64[T] +
+    mask float32[T]."""
     return 8 * n_nodes * n_nodes + 8 * n_nodes + 12 * lengths
 
 
@@ -504,7 +502,7 @@ def cost_buckets(n_nodes: np.ndarray, lengths: np.ndarray, max_size: int | None 
     bounds, start, total, longest = [0], 0, 0, 0
     for position in range(len(order)):
         size = position - start + 1
-        padded = size * int(graph_bytes(nodes[position], max(longest, clicks[position])))
+        padded = size * graph_bytes(nodes[position], max(longest, clicks[position]))
         if size > max_size or padded > max(2 * (total + own[position]), SMALL_FEED_BYTES):
             bounds.append(position)
             start, total, longest = position, 0, 0
