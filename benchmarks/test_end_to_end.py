@@ -1,5 +1,5 @@
 """End to end, raw ids in -> top-20 raw ids out: every path of ``paths`` per batch size,
-and the model paths per session length.
+the model paths per session length, and the runtime with one very long session in a batch.
 
 Benchmarks are grouped by batch size (``end-to-end B=...``) and session length
 (``session length L, B=...``) so pytest-benchmark's table compares the paths side by
@@ -9,6 +9,8 @@ for ``benchmarks.report``.
 
 from __future__ import annotations
 
+import tracemalloc
+
 import pytest
 from bundles import requests
 from paths import PATHS
@@ -17,6 +19,7 @@ BATCH_SIZES = (1, 16, 100, 512)
 SESSION_LENGTHS = (5, 20, 70, 200)
 LENGTH_PATHS = ("reference", "torch+builder", "runtime-cpu")
 LENGTH_BATCH_SIZES = (1, 100)
+SHORT_SESSIONS, SHORT_CLICKS, LONG_CLICKS = 63, 3, 10_000
 
 
 def _check(result, sessions, path: str, vocab) -> None:
@@ -57,3 +60,31 @@ def test_reference_and_compiled_builder_paths_agree(path_for, bench_bundle):
     """Not timed: the two torch paths differ only in how graphs are built, so their top-20 agree."""
     sessions = requests(bench_bundle, 16, seed=3)
     assert path_for("reference")(sessions) == path_for("torch+builder")(sessions)
+
+
+@pytest.mark.parametrize("with_long", [False, True], ids=["63x3", "63x3+1x10000"])
+def test_one_long_session(benchmark, path_for, bench_bundle, with_long):
+    """63 three-click sessions, alone or in a batch of 64 with one 10,000-click session (issue 8).
+
+    The long session is cut to the bundle's max_length and runs in a bucket of
+    its own, so the batch should cost at most about twice the 63 alone.
+    ``extra_info["traced_peak_bytes"]``: tracemalloc's peak over one call (the
+    graph arrays and Python objects; onnxruntime's own memory is not traced).
+    """
+    recommend = path_for("runtime-cpu")
+    sessions = requests(bench_bundle, SHORT_SESSIONS, length=SHORT_CLICKS, seed=SHORT_CLICKS)
+    if with_long:
+        pool = [raw for session in requests(bench_bundle, 2 * LONG_CLICKS // 5, seed=11) for raw in session]
+        sessions.append(pool[:LONG_CLICKS])
+    recommend(sessions)
+    tracemalloc.start()
+    try:
+        recommend(sessions)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    benchmark.group = "one long session, B=64"
+    benchmark.extra_info.update(suite="one_long_session", path="runtime-cpu", batch_size=len(sessions),
+                                long_clicks=LONG_CLICKS if with_long else 0, traced_peak_bytes=peak,
+                                n_items=bench_bundle.n_items)
+    _check(benchmark(recommend, sessions), sessions, "runtime-cpu", bench_bundle.vocab)

@@ -121,14 +121,20 @@ def sequences_to_csr(sessions):
         session = batch[s]
         if isinstance(session, (list, tuple)):
             _copy_python_ints(session, s, length, &items_view[offsets_view[s]])
-        else:  # an int64 array made by _session_array
+        else:  # the private int64 copy made by _session_array: no Python code can reach it
             array_view = session
             memcpy(&items_view[offsets_view[s]], &array_view[0], length * sizeof(int64_t))
     return items, offsets
 
 
 def _session_array(array, Py_ssize_t session):
-    """A numpy session as a contiguous int64[L] array (TypeError/ValueError naming it)."""
+    """A private int64[L] copy of a numpy session (TypeError/ValueError naming it).
+
+    Always a copy that only the caller holds: an element's ``__index__`` in a
+    later list session may resize or retype the caller's array, and the copy
+    loop must read exactly the length recorded here.
+    """
+    array = np.array(array, copy=True)  # a base-class ndarray: its checks below hold until we drop it
     if array.ndim != 1:
         raise ValueError(f"session {session} is a {array.ndim}-D array of shape {array.shape}; sessions are 1-D")
     if array.dtype.kind not in "iu":
@@ -139,7 +145,7 @@ def _session_array(array, Py_ssize_t session):
             f"session {session} has item id {int(array[position])} at position {position}, "
             f"which does not fit in int64"
         )
-    return np.ascontiguousarray(array, dtype=np.int64)
+    return array.astype(np.int64, copy=False)
 
 
 cdef int _copy_python_ints(object session, Py_ssize_t s, Py_ssize_t length, int64_t* out) except -1:

@@ -42,6 +42,7 @@ from srgnn_rt.atomic import check_target
 from srgnn_rt.bundle import Bundle, GraphBuilderOptions, write_bundle
 from srgnn_rt.dataset import PreparedDataset
 from srgnn_rt.graph import CSRSessions, SessionGraphs, build_graphs
+from srgnn_rt.runtime import DEFAULT_MAX_LENGTH
 from srgnn_rt.vocab import Vocab
 
 from .model import SRGNN
@@ -292,11 +293,15 @@ def export_bundle(
 
     ``vocab`` must hold ``model.config.n_items`` raw ids; ``item_counts: int64[n_items + 1]``
     (popularity fallback); ``builder``: the graph-builder options the model was trained
-    with; ``real_sessions``: internal-id sessions to verify on besides random ones.
+    with (a ``max_length`` of None is recorded, and verified, as ``DEFAULT_MAX_LENGTH``:
+    every bundle bounds the clicks one session costs); ``real_sessions``: internal-id
+    sessions to verify on besides random ones.
     Raises ExportVerificationError (nothing written) when ONNX and torch disagree.
     """
     model = _cpu_copy(model)
     config = model.config
+    if builder.max_length is None:
+        builder = GraphBuilderOptions(max_length=DEFAULT_MAX_LENGTH, edge_weight=builder.edge_weight)
     if len(vocab) != config.n_items:
         raise ValueError(f"the vocabulary holds {len(vocab)} items but the model scores {config.n_items}")
     check_target(bundle_dir, overwrite=overwrite)

@@ -28,6 +28,12 @@ _EDGE_WEIGHTS = ("binary", "count")
 _BACKENDS = ("compiled", "python")
 _INT64 = np.dtype(np.int64)
 _INT64_MAX = np.iinfo(np.int64).max
+MAX_PAD_NODES = 1 << 16
+"""Largest ``pad_nodes``: one session's padded adjacency is then 2**16 x 2**17 float32 = 32 GiB."""
+MAX_PAD_LENGTH = 1 << 24
+"""Largest ``pad_length``: 16.7 M clicks, 192 MiB of alias and mask per session."""
+_LIMITS = {"n_items": _INT64_MAX, "max_length": _INT64_MAX, "pad_nodes": MAX_PAD_NODES,
+           "pad_length": MAX_PAD_LENGTH}
 
 
 class CSRSessions(NamedTuple):
@@ -115,9 +121,9 @@ def build_graphs(
 
     n_items: ids above it are an error. max_length: keep only the last
     ``max_length`` clicks of longer sessions (default: all). pad_nodes /
-    pad_length: fixed N / T (static shapes); a session that does not fit is an
-    error. Otherwise N = most distinct items in one session and T = longest
-    kept session. edge_weight: ``"binary"`` (an edge counts once, the authors'
+    pad_length: fixed N / T (static shapes, at most ``MAX_PAD_NODES`` /
+    ``MAX_PAD_LENGTH``); a session that does not fit is an error. Otherwise
+    N = most distinct items in one session and T = longest kept session. edge_weight: ``"binary"`` (an edge counts once, the authors'
     code) or ``"count"`` (weighted by repeats, the paper's text). backend:
     ``"compiled"`` or ``"python"`` (the numpy specification, for checks).
 
@@ -150,7 +156,16 @@ def build_graphs(
 
 
 def _optional_positive_int(value, name: str) -> int | None:
-    return None if value is None else positive_int(value, name)
+    """None, or ``value`` as an int in 1..``_LIMITS[name]`` (TypeError / ValueError naming ``name``)."""
+    if value is None:
+        return None
+    if isinstance(value, int) and value.bit_length() > 64:  # before any message prints all its digits
+        raise ValueError(f"{name} must be in 1..{_LIMITS[name]}, got an int of {value.bit_length()} bits")
+    value = positive_int(value, name)
+    if value > _LIMITS[name]:
+        shown = value if value.bit_length() <= 64 else f"an int of {value.bit_length()} bits"
+        raise ValueError(f"{name} must be in 1..{_LIMITS[name]}, got {shown}")
+    return value
 
 
 def _validated_csr(sessions, n_items: int | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -251,6 +251,13 @@ BAD_INPUT = [
     ([[1]], {"n_items": 0}, ValueError, "n_items must be >= 1, got 0"),
     ([[1]], {"max_length": True}, TypeError, "max_length must be an int"),
     ([[1]], {"pad_nodes": 2.5}, TypeError, "pad_nodes must be an int >= 1, got 2.5 of type float"),
+    ([[1]], {"pad_nodes": 2**63}, ValueError, "pad_nodes must be in 1..65536, got 9223372036854775808"),
+    ([[1]], {"pad_nodes": np.uint64(2**64 - 1)}, ValueError, "pad_nodes must be in 1..65536"),
+    ([[1]], {"pad_length": 2**63}, ValueError, "pad_length must be in 1..16777216"),
+    ([[1]], {"max_length": 2**63}, ValueError, "max_length must be in 1..9223372036854775807"),
+    ([[1]], {"n_items": 2**64}, ValueError, "n_items must be in 1..9223372036854775807"),
+    ([[1]], {"n_items": -(10**5000)}, ValueError, "n_items must be in 1..9223372036854775807, got an int of 16610"),
+    ([[1]], {"max_length": 10**5000}, ValueError, "max_length must be in 1..9223372036854775807, got an int of"),
 ]
 
 
@@ -278,6 +285,81 @@ def test_session_mutated_while_read_raises():
     session.insert(1, Shrinking())
     with pytest.raises(RuntimeError, match="session 0 changed length"):
         build_graphs([session])
+
+
+_MUTATION_CASES = {
+    # A list element's __index__ resizes a numpy session read earlier (it segfaulted: the copy
+    # used the length recorded before the callback ran).
+    "resize a later array": """
+        victim = np.arange(1, 1_000_001, dtype=np.int64)
+        class Shrinks:
+            def __index__(self):
+                victim.resize(1, refcheck=False)
+                return 1
+        items, offsets = _graph.sequences_to_csr([[Shrinks()], victim])
+        assert offsets.tolist() == [0, 1, 1_000_001] and items[-1] == 1_000_000
+    """,
+    "retype and reshape a later array": """
+        victim = np.arange(1, 9, dtype=np.int64)
+        class Retypes:
+            def __index__(self):
+                victim.dtype = np.int32
+                victim.shape = (4, 4)
+                return 2
+        items, offsets = _graph.sequences_to_csr([[Retypes()], victim])
+        assert items.tolist() == [2, *range(1, 9)]
+    """,
+    # An int subclass whose __index__ resizes: ints convert without calling it.
+    "int subclass resizing an array": """
+        victim = np.arange(1, 100_001, dtype=np.uint64)
+        class Sneaky(int):
+            def __index__(self):
+                victim.resize(0, refcheck=False)
+                return 1
+        items, offsets = _graph.sequences_to_csr([victim, [Sneaky(7)], victim])
+        assert offsets.tolist() == [0, 100_000, 100_001, 200_001] and items[100_000] == 7
+    """,
+    # __index__ empties the list of a later session (its own list: test_session_mutated_while_read_raises).
+    "shrink a later list": """
+        later = list(range(1, 10_001))
+        class Clears:
+            def __index__(self):
+                later.clear()
+                return 4
+        try:
+            _graph.sequences_to_csr([[Clears()], later])
+        except RuntimeError as exc:
+            assert "session 1 changed length" in str(exc)
+        else:
+            raise AssertionError("no error")
+    """,
+    # The batch list itself mutated from an element's __index__: the kernel reads a snapshot.
+    "mutate the batch": """
+        batch = []
+        class Empties:
+            def __index__(self):
+                batch.clear()
+                return 3
+        batch += [[Empties()], np.arange(1, 5)]
+        items, offsets = _graph.sequences_to_csr(batch)
+        assert items.tolist() == [3, 1, 2, 3, 4]
+    """,
+}
+
+
+def test_python_callbacks_never_crash_the_kernel():
+    """Each case runs in a subprocess, so a crash fails this test instead of killing pytest."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = "import numpy as np\nfrom srgnn_rt import _graph\n" + "".join(
+        f"\ndef case_{i}():\n" + textwrap.indent(textwrap.dedent(body), "    ")
+        for i, body in enumerate(_MUTATION_CASES.values())
+    ) + "".join(f"\ncase_{i}()\nprint({name!r}, flush=True)" for i, name in enumerate(_MUTATION_CASES))
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, f"exit {run.returncode}; passed: {run.stdout!r}; {run.stderr[-2000:]}"
+    assert run.stdout.splitlines() == list(_MUTATION_CASES)
 
 
 # --- CSRSessions --------------------------------------------------------------

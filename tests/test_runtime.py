@@ -351,7 +351,7 @@ def test_batch_answers_are_per_session_answers(recommender, raw_ids, data):
 
 
 def test_large_batches_run_in_length_buckets_without_changing_answers(recommender, raw_ids, monkeypatch):
-    """Bucketing by length (for batches above BUCKET_SIZE) returns each session's own answer, in order."""
+    """Buckets of at most BUCKET_SIZE (4 here) return each session's own answer, in order."""
     import srgnn_rt.runtime
 
     rng = np.random.default_rng(3)
@@ -437,8 +437,199 @@ def test_long_sessions_are_cut_to_max_length(tmp_path, synthetic_run, synthetic_
     long = [raw_ids[i] for i in (4, 9, 4, 17, 30, 2, 9)]
     got, want = cut.recommend([long, long[-3:]], k=10)
     assert got.items == want.items and np.array_equal(got.scores, want.scores)
-    # exclude_seen leaves out every item of the session, the cut ones too.
-    assert not set(cut.recommend_one(long, k=10, exclude_seen=True).items) & set(long)
+    # exclude_seen leaves out the items of the kept clicks: the cut ones are not part of the session.
+    everything = cut.recommend_one(long, k=cut.n_items)
+    assert cut.recommend_one(long, k=10, exclude_seen=True).items == [
+        item for item in everything.items if item not in long[-3:]][:10]
+
+
+# --- bounds: one session must not cost everyone ------------------------------------------------
+
+CAP = 6
+
+
+@pytest.fixture(scope="module")
+def capped(synthetic_bundle) -> Recommender:
+    """The synthetic bundle served with a cut at CAP known clicks and at most 40 raw clicks a session."""
+    return Recommender.load(synthetic_bundle, device="cpu", max_length=CAP, max_clicks=40)
+
+
+def _cut_reference(vocab: Vocab, session: list, cap: int) -> tuple[list, int]:
+    """The documented cut, spelled out: the last ``cap`` known raw ids, and the unknown ids from the
+    first of them on (every unknown id when the session holds at most ``cap`` known ones)."""
+    known_at = [position for position, raw in enumerate(session) if vocab.internal_id(raw)]
+    start = known_at[-cap] if len(known_at) > cap else 0
+    tail = session[start:]
+    return [raw for raw in tail if vocab.internal_id(raw)], sum(not vocab.internal_id(raw) for raw in tail)
+
+
+def test_bundles_record_a_cut_and_old_ones_get_the_default(recommender, synthetic_bundle, tmp_path):
+    from srgnn_rt.runtime import DEFAULT_MAX_LENGTH
+
+    # export_run of a run trained without a cut records the default.
+    assert recommender.bundle.graph_builder.max_length == DEFAULT_MAX_LENGTH == recommender.max_length
+    old = _rewrite(recommender.bundle, tmp_path / "old", manifest={
+        **{key: value for key, value in recommender.bundle.manifest.items() if key not in ("format", "format_version",
+                                                                                           "files")},
+        "graph_builder": {"max_length": None, "edge_weight": "binary"}})
+    assert old.graph_builder.max_length is None
+    assert Recommender.load(old.path, device="cpu").max_length == DEFAULT_MAX_LENGTH
+    assert Recommender.load(old.path, device="cpu", max_length=7).max_length == 7
+
+
+@given(data=st.data())
+@settings(max_examples=40, deadline=None)
+def test_cut_keeps_the_last_known_clicks(capped, recommender, raw_ids, data):
+    """The cut walks back to the CAP-th last known click; within the cap nothing changes; a session's
+    answer is the answer to its kept clicks, whatever the batch around it."""
+    known = st.sampled_from(raw_ids[:30])
+    session = st.lists(st.one_of(known, known, st.integers(-5, -1)), max_size=20)
+    sessions = data.draw(st.lists(session, min_size=1, max_size=6))
+    k = data.draw(st.integers(1, 10))
+    vocab = capped.bundle.vocab
+    for session, result in zip(sessions, capped.recommend(sessions, k)):
+        kept, n_unknown = _cut_reference(vocab, session, CAP)
+        assert result.n_unknown == n_unknown
+        alone = recommender.recommend_one(kept, k)  # no cut needed: at most CAP clicks
+        assert result.items == alone.items and result.fallback == alone.fallback
+        np.testing.assert_allclose(result.scores, alone.scores, rtol=0, atol=1e-5)
+        if len(session) <= CAP:  # within the cap: exactly what the uncut runtime answers
+            uncut = recommender.recommend_one(session, k)
+            assert (result.items, result.n_unknown) == (uncut.items, uncut.n_unknown)
+
+
+class _Watched(list):
+    """A session that records which positions were read."""
+
+    def __init__(self, values):
+        super().__init__(values)
+        self.read = set()
+
+    def __getitem__(self, position):
+        self.read.add(position)
+        return super().__getitem__(position)
+
+
+def test_cut_reads_only_the_tail(capped, raw_ids):
+    """Clicks before the cut are not looked at: not read, type-checked or counted."""
+    session = _Watched([2.5] + [raw_ids[0]] * 30 + [-1, raw_ids[1], -2] + raw_ids[2:7])
+    result = capped.recommend_one(session)
+    assert session.read == set(range(len(session) - 9, len(session)))  # up to the 7th known click from the end
+    assert result.n_unknown == 1  # -1 lies before the 6th known click from the end, -2 after it
+    # A wrong type or unknown id before the start goes unseen; in the kept tail it is an error naming its position.
+    assert capped.recommend_one([1.5, raw_ids[0], -1] + raw_ids[:CAP], unknown="error").n_unknown == 0
+    with pytest.raises(TypeError, match="session 0 has 1.5 of type float at position 0"):
+        capped.recommend_one([1.5] + raw_ids[:CAP])  # only CAP known clicks: read whole
+    with pytest.raises(TypeError, match="session 0 has 1.5 of type float at position 1"):
+        capped.recommend_one(raw_ids[:1] + [1.5] + raw_ids[:CAP - 1])
+    with pytest.raises(ValueError, match="session 0 has unknown item id an int of 16610 bits at position 0"):
+        capped.recommend_one([10**5000] + raw_ids[:CAP - 1], unknown="error")
+    with pytest.raises(TypeError, match="session 1 has 'abc' \\(str\\) at position 2, but this model's raw"):
+        capped.recommend([raw_ids[:3], raw_ids[:2] + ["abc"]])
+
+
+def test_hard_limit_and_request_cost(capped, recommender, raw_ids):
+    long = raw_ids[:1] * 41
+    with pytest.raises(ValueError, match="session 1 has 41 clicks, more than max_clicks=40"):
+        capped.recommend([raw_ids[:3], long])
+    with pytest.raises(ValueError, match="session 0 has 41 clicks, more than max_clicks=40"):
+        capped.session_embeddings([np.array(long)])
+    assert capped.max_clicks == 40 and recommender.max_clicks == 20_000
+    # The default refuses a 5 M-id session by its length, before reading it.
+    with pytest.raises(ValueError, match="session 0 has 5000000 clicks, more than max_clicks=20000"):
+        recommender.recommend_one(_Watched([0]) * 5_000_000)
+    assert [capped.request_cost(s) for s in ([], raw_ids[:2], [-1] * 30, np.array(raw_ids[:9]))] == [0, 2, CAP, CAP]
+    assert recommender.request_cost(raw_ids[:1] * 10_000) == recommender.max_length
+    with pytest.raises(ValueError, match="41 clicks, more than max_clicks=40"):
+        capped.request_cost(long)
+    with pytest.raises(TypeError, match="must be a sequence of raw item ids, got int"):
+        capped.request_cost(5)
+    for bad, error in ((0, ValueError), (2.5, TypeError), (True, TypeError)):
+        with pytest.raises(error, match="max_clicks"):
+            Recommender.load(recommender.bundle, device="cpu", max_clicks=bad)
+        with pytest.raises(error, match="max_length"):
+            Recommender.load(recommender.bundle, device="cpu", max_length=bad)
+    assert Recommender.load(recommender.bundle, device="cpu", max_clicks=None).max_clicks is None
+
+
+@given(
+    sizes=st.lists(st.tuples(st.integers(1, 300), st.integers(0, 300)), min_size=1, max_size=200),
+    max_size=st.integers(1, 80),
+)
+@settings(max_examples=100, deadline=None)
+def test_cost_buckets_bound_padding(sizes, max_size):
+    """Every session in exactly one bucket; no bucket over max_size; padding at most doubles a run's
+    graph arrays (or the run is small)."""
+    from srgnn_rt.runtime import SMALL_FEED_BYTES, cost_buckets, graph_bytes
+
+    n_nodes = np.array([n for n, _ in sizes])
+    lengths = n_nodes + np.array([extra for _, extra in sizes])  # a session has at least as many clicks as nodes
+    buckets = cost_buckets(n_nodes, lengths, max_size)
+    assert sorted(np.concatenate(buckets).tolist()) == list(range(len(sizes)))
+    for bucket in buckets:
+        assert 1 <= len(bucket) <= max_size
+        padded = len(bucket) * graph_bytes(n_nodes[bucket].max(), lengths[bucket].max())
+        assert padded <= max(2 * graph_bytes(n_nodes[bucket], lengths[bucket]).sum(), SMALL_FEED_BYTES)
+
+
+def _feeds_of(recommender: Recommender, sessions) -> tuple[list[dict], list[Recommendation]]:
+    """The graph arrays of every model run of ``recommend(sessions)``, and its answers."""
+    feeds = []
+    run = recommender._run
+
+    def spy(feed, outputs):
+        feeds.append({name: array.shape for name, array in feed.items()})
+        return run(feed, outputs)
+
+    recommender._run = spy
+    try:
+        return feeds, recommender.recommend(sessions, 20)
+    finally:
+        del recommender._run
+
+
+def _cells(feed: dict) -> int:
+    batch, nodes, columns = feed["adjacency"]
+    return batch * nodes * columns
+
+
+def test_one_long_session_does_not_pad_the_others(recommender, raw_ids):
+    """63 three-click sessions plus one of 10,000 clicks: the 63 run exactly as they do alone, the long
+    one (cut to max_length) runs on its own, and answers match one-by-one."""
+    rng = np.random.default_rng(8)
+    short = [rng.choice(raw_ids, size=3).tolist() for _ in range(63)]
+    long = rng.choice(raw_ids, size=10_000).tolist()
+    alone_feeds, alone = _feeds_of(recommender, short)
+    mixed_feeds, mixed = _feeds_of(recommender, short + [long])
+    assert len(alone_feeds) == 1 and alone_feeds[0] in mixed_feeds
+    _, long_alone = _feeds_of(recommender, [long])
+    (long_feed,) = [feed for feed in mixed_feeds if feed != alone_feeds[0]]
+    assert long_feed["items"][0] == 1 and long_feed["alias"][1] <= recommender.max_length
+    # The largest run holds at most 2x the adjacency cells of the largest run of either part alone.
+    assert max(map(_cells, mixed_feeds)) <= 2 * max(_cells(alone_feeds[0]), _cells(long_feed))
+    for got, want in zip(mixed, alone + long_alone):
+        assert got.items == want.items
+        np.testing.assert_allclose(got.scores, want.scores, rtol=0, atol=1e-5)
+
+
+@given(data=st.data())
+@settings(max_examples=25, deadline=None)
+def test_bucketed_answers_are_one_by_one_answers(capped, raw_ids, data):
+    """Whatever the buckets (forced small here), each session gets its own answer, in order."""
+    import srgnn_rt.runtime
+
+    known = st.sampled_from(raw_ids)
+    session = st.lists(st.one_of(known, known, known, st.just(UNKNOWN_RAW_ID)), min_size=1, max_size=40)
+    sessions = data.draw(st.lists(session, min_size=1, max_size=12))
+    exclude_seen = data.draw(st.booleans())
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(srgnn_rt.runtime, "SMALL_FEED_BYTES", data.draw(st.sampled_from([0, 200, 1 << 16])))
+        patch.setattr(srgnn_rt.runtime, "BUCKET_SIZE", data.draw(st.integers(1, 8)))
+        batch = capped.recommend(sessions, 10, exclude_seen=exclude_seen)
+    for session, result in zip(sessions, batch):
+        alone = capped.recommend_one(session, 10, exclude_seen=exclude_seen)
+        assert (result.items, result.n_unknown, result.fallback) == (alone.items, alone.n_unknown, alone.fallback)
+        np.testing.assert_allclose(result.scores, alone.scores, rtol=0, atol=1e-5)
 
 
 # --- threads ----------------------------------------------------------------------------------
