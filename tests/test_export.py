@@ -18,6 +18,7 @@ import srgnn_rt_torch.onnx_export as onnx_export
 from srgnn_rt.bundle import Bundle, GraphBuilderOptions
 from srgnn_rt.dataset import PreparedDataset
 from srgnn_rt.graph import build_graphs
+from srgnn_rt.runtime import DEFAULT_MAX_LENGTH
 from srgnn_rt.vocab import Vocab
 from srgnn_rt_torch.model import SRGNN, ModelConfig
 from srgnn_rt_torch.onnx_export import (
@@ -183,7 +184,8 @@ def test_export_run_bundle(synthetic_run, synthetic_dataset, synthetic_bundle):
     model = load_run(synthetic_run)
     manifest = bundle.manifest
     assert manifest["model"] == run_config["model"]
-    assert manifest["graph_builder"] == {"max_length": run_config["train"]["max_length"],
+    # a run trained without a cut is served with the default one, recorded in the bundle
+    assert manifest["graph_builder"] == {"max_length": run_config["train"]["max_length"] or DEFAULT_MAX_LENGTH,
                                          "edge_weight": run_config["train"]["edge_weight"]}
     assert manifest["onnx"]["opset"] == OPSET and manifest["onnx"]["exporter"] == "torch.onnx.export(dynamo=True)"
     assert set(manifest["library_versions"]) == {"srgnn_rt", "torch", "onnx", "onnxscript", "onnxruntime", "numpy"}
