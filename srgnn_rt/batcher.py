@@ -1,34 +1,59 @@
 """A micro-batcher for services: concurrent single-session requests -> one batched model call.
 
 Each request (one session of raw item ids, a k and keyword options of
-``Recommender.recommend``) waits in a bounded queue; one worker thread takes up to
-``max_batch`` of them at a time, waiting at most ``max_wait_ms`` after the oldest
-arrived for more to come, and answers them with one ``recommend`` call per
-distinct (k, options) among them. The worker is the only thread that calls the
-recommender, so onnxruntime sees one batched run at a time instead of many small
-concurrent ones.
+``Recommender.recommend``) waits in a bounded queue; one worker thread takes
+batches of them, waiting at most ``max_wait_ms`` after the oldest arrived for more
+to come, and answers each batch with one ``recommend`` call per distinct (k,
+options) among it. The worker is the only thread that calls the recommender, so
+onnxruntime sees one batched run at a time instead of many small concurrent ones.
+
+A batch holds at most ``max_batch`` requests and costs at most ``max_batch_cost``,
+its cost being its number of requests times the cost of its costliest one (the
+clicks the model works on once the batch is padded to its longest session). A
+request's cost is ``recommender.request_cost(session)`` when the recommender has
+it (the clicks kept after its cut), else ``len(session)``. So one long session
+never makes short ones wait for its padding: requests that do not fit wait for the
+next batch, and a request that costs more than ``max_batch_cost`` by itself runs
+alone, after the requests already waiting behind it (it is passed over at most once).
 
 Threads use ``submit`` (a ``concurrent.futures.Future``), asyncio code ``await
-recommend(...)``. When a batched call fails, its requests are retried one by one,
-so an error reaches the caller whose request caused it and no other. ``close``
-stops intake and answers everything already accepted.
+recommend(...)``. When a batched call fails, its requests are split in halves and
+retried, down to one request per call, so an error reaches the caller whose request
+caused it and no other. ``close`` stops intake and answers everything already accepted.
+
+Every accepted request completes. Should the worker stop on something it cannot
+answer after (a ``BaseException`` such as ``SystemExit`` raised inside
+``recommend``, or a bug here), every request it holds fails with
+``BatcherBrokenError`` and the batcher refuses new ones with that error; ``close``
+raises it too. An unreferenced batcher is closed by a finalizer (its worker holds
+no reference to it), and one left open at interpreter exit does not delay the exit.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import numbers
+import operator
 import threading
 import time
-from collections.abc import Sequence
-from concurrent.futures import Future
+import weakref
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from .validation import positive_int
 from .vocab import RawId
 
-__all__ = ["BatcherClosedError", "MicroBatcher", "QueueFullError"]
+__all__ = ["BatcherBrokenError", "BatcherClosedError", "MicroBatcher", "QueueFullError"]
+
+MAX_WAIT_MS = 3_600_000.0
+"""Largest ``max_wait_ms`` (an hour): a longer wait for a batch is a mistake, not a setting."""
+DEFAULT_MAX_BATCH_COST = 4096
+"""Default ``max_batch_cost``: 64 sessions of up to 64 clicks, or fewer longer ones."""
+_LOOKAHEAD = 256  # requests that do not fit the batch being formed, skipped before it is cut
+_FINALIZER_JOIN_S = 1.0  # how long a finalizer waits for an idle worker to end
 
 
 class QueueFullError(RuntimeError):
@@ -37,6 +62,11 @@ class QueueFullError(RuntimeError):
 
 class BatcherClosedError(RuntimeError):
     """A request was submitted after ``MicroBatcher.close``."""
+
+
+class BatcherBrokenError(BatcherClosedError):
+    """The micro-batcher's worker stopped on an error (its ``__cause__``): the requests it held
+    failed with this error, and it accepts no new ones."""
 
 
 class _BatchRecommender(Protocol):
@@ -49,58 +79,249 @@ class _Request:
     k: Any
     options: dict[str, Any]
     group: tuple[Any, ...]  # requests with equal groups (same k and options, types included) share a call
+    cost: int  # >= 1; above max_batch_cost: runs alone
     arrival: float  # time.monotonic() at submit
     future: Future = field(default_factory=Future)
+    passed_over: bool = False  # skipped once by a batch it did not fit
+
+
+class _Worker:
+    """The queue and the worker loop of one ``MicroBatcher``.
+
+    The worker thread runs ``serve_forever`` and holds this object, never the
+    ``MicroBatcher``, so that an unreferenced batcher can be finalized.
+    """
+
+    def __init__(self, recommender: _BatchRecommender, max_batch: int, max_batch_cost: int, max_wait: float,
+                 max_queue: int):
+        self.recommender = recommender
+        self.max_batch = max_batch
+        self.max_batch_cost = max_batch_cost
+        self.max_wait = max_wait
+        self.max_queue = max_queue
+        # Reentrant: a finalizer may run on the worker thread (a garbage collection there) while it holds the lock.
+        self.lock = threading.RLock()
+        self.wake = threading.Condition(self.lock)
+        self.pending: collections.deque[_Request] = collections.deque()
+        self.pending_cost = 0  # sum of the pending requests' costs
+        self.in_flight: list[_Request] = []
+        self.closed = False
+        self.failure: BaseException | None = None
+
+    def accept(self, request: _Request) -> None:
+        with self.lock:
+            if self.failure is not None:
+                raise self.broken_error() from self.failure
+            if self.closed:
+                raise BatcherClosedError("MicroBatcher is closed; it accepts no new requests")
+            if len(self.pending) >= self.max_queue:
+                raise QueueFullError(
+                    f"MicroBatcher queue is full: {len(self.pending)} requests are waiting (max_queue = "
+                    f"{self.max_queue}); the service is overloaded, retry later or raise max_queue"
+                )
+            self.pending.append(request)
+            cost_before = self.pending_cost
+            self.pending_cost += request.cost
+            waiting = len(self.pending)
+            # The worker waits for the first request, then for a full batch or its deadline.
+            if waiting == 1 or waiting == self.max_batch or cost_before < self.max_batch_cost <= self.pending_cost:
+                self.wake.notify()
+
+    def close(self) -> bool:
+        """Stop intake; True when the worker is idle (it ends at once)."""
+        with self.lock:
+            self.closed = True
+            self.wake.notify()
+            return not self.pending and not self.in_flight
+
+    def broken_error(self) -> BatcherBrokenError:
+        failure = self.failure
+        return BatcherBrokenError(
+            f"MicroBatcher is broken: its worker stopped on {type(failure).__name__}: {failure}; "
+            "it accepts no new requests (create a new one)"
+        )
+
+    def serve_forever(self) -> None:
+        try:
+            while (batch := self._next_batch()) is not None:
+                self._run(batch)
+        except BaseException as exc:  # anything: answer every request held, then refuse new ones
+            self._break_down(exc)
+
+    def _next_batch(self) -> list[_Request] | None:
+        """The next batch (see ``_take``) once it is full, the oldest request's wait is over or
+        the batcher is closing; None when closed and nothing is left."""
+        with self.lock:
+            self.in_flight = []
+            while not self.pending:
+                if self.closed:
+                    return None
+                self.wake.wait()
+            deadline = self.pending[0].arrival + self.max_wait
+            while (not self.closed and len(self.pending) < self.max_batch
+                   and self.pending_cost < self.max_batch_cost):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self.wake.wait(remaining)
+            self.in_flight = self._take()
+            return self.in_flight
+
+    def _take(self) -> list[_Request]:
+        """Pending requests, oldest first, that fit one batch: at most ``max_batch``, count x
+        largest cost <= ``max_batch_cost``. Those that do not fit stay at the front, in order.
+        A request over the budget by itself is passed over once, then taken alone."""
+        batch: list[_Request] = []
+        skipped: list[_Request] = []
+        largest = 0
+        while self.pending and len(batch) < self.max_batch and len(skipped) < _LOOKAHEAD:
+            if (len(batch) + 1) * largest > self.max_batch_cost:
+                break  # nothing more can fit
+            request = self.pending.popleft()
+            cost = max(largest, request.cost)
+            if (len(batch) + 1) * cost <= self.max_batch_cost:
+                batch.append(request)
+                largest = cost
+            elif not batch and not skipped and request.passed_over:
+                batch.append(request)  # the oldest, over the budget alone, already passed over once
+                break
+            else:
+                request.passed_over = True
+                skipped.append(request)
+        if not batch:  # every request scanned is over the budget by itself: the oldest runs alone
+            batch.append(skipped.pop(0))
+        self.pending.extendleft(reversed(skipped))
+        self.pending_cost -= sum(request.cost for request in batch)
+        return batch
+
+    def _run(self, batch: list[_Request]) -> None:
+        groups: dict[tuple[Any, ...], list[_Request]] = {}
+        for request in batch:
+            if not request.future.set_running_or_notify_cancel():  # cancelled while waiting
+                continue
+            try:
+                groups.setdefault(request.group, []).append(request)
+            except Exception as exc:  # an option whose __eq__ / __hash__ raises
+                request.future.set_exception(exc)
+        for requests in groups.values():
+            self._answer(requests)
+
+    def _answer(self, requests: list[_Request]) -> None:
+        """One ``recommend`` call for requests of one group; if it fails, each half again."""
+        first = requests[0]
+        try:
+            results = self.recommender.recommend([request.session for request in requests], first.k,
+                                                 **first.options)
+            results = list(results)
+            if len(results) != len(requests):
+                raise RuntimeError(
+                    f"{type(self.recommender).__name__}.recommend returned {len(results)} results "
+                    f"for {len(requests)} sessions"
+                )
+        except Exception as exc:
+            if len(requests) == 1:
+                first.future.set_exception(exc)
+                return
+            half = len(requests) // 2
+            self._answer(requests[:half])
+            self._answer(requests[half:])
+            return
+        for request, result in zip(requests, results):
+            request.future.set_result(result)
+
+    def _break_down(self, cause: BaseException) -> None:
+        """Mark the batcher broken and fail every request it holds with ``BatcherBrokenError``."""
+        with self.lock:
+            self.failure = cause
+            self.closed = True
+            held = self.in_flight + list(self.pending)
+            self.in_flight = []
+            self.pending.clear()
+            self.pending_cost = 0
+        for request in held:
+            if request.future.done():
+                continue
+            error = self.broken_error()
+            error.__cause__ = cause
+            try:
+                request.future.set_exception(error)
+            except InvalidStateError:  # cancelled meanwhile
+                pass
+
+
+def _release(worker: _Worker, thread: threading.Thread) -> None:
+    """Finalizer of a ``MicroBatcher`` (unreferenced, or still open at interpreter exit): stop
+    intake; the worker answers what it holds, then ends. Waits (briefly) only for an idle worker,
+    so that exit is never held up by a long call."""
+    if worker.close() and threading.current_thread() is not thread:
+        thread.join(_FINALIZER_JOIN_S)
 
 
 class MicroBatcher:
     """Batches concurrent ``recommend`` requests for one recommender (usually a ``srgnn_rt.Recommender``).
 
-    ``max_batch``: most sessions per model call; ``max_wait_ms``: longest time the
-    oldest waiting request is held back for more to arrive (a full batch goes at
-    once); ``max_queue``: most requests waiting at once, beyond which ``submit``
-    raises ``QueueFullError``. Use as a context manager, or call ``close``.
+    ``max_batch``: most requests per batch; ``max_batch_cost``: most a batch may cost
+    (requests x the costliest one's clicks, see the module docstring); ``max_wait_ms``:
+    longest time (0 to an hour) the oldest waiting request is held back for more to
+    arrive (a full batch goes at once); ``max_queue``: most requests waiting at once,
+    beyond which ``submit`` raises ``QueueFullError``. Use as a context manager, or
+    call ``close``.
     """
 
     def __init__(
-        self, recommender: _BatchRecommender, *, max_batch: int = 64, max_wait_ms: float = 2.0, max_queue: int = 10_000
+        self,
+        recommender: _BatchRecommender,
+        *,
+        max_batch: int = 64,
+        max_batch_cost: int = DEFAULT_MAX_BATCH_COST,
+        max_wait_ms: float = 2.0,
+        max_queue: int = 10_000,
     ):
         if not callable(getattr(recommender, "recommend", None)):
             raise TypeError(f"recommender must have a recommend(sessions, k, **options) method, got {recommender!r}")
-        self._max_batch = positive_int(max_batch, "max_batch")
-        self._max_queue = positive_int(max_queue, "max_queue")
-        if isinstance(max_wait_ms, bool) or not isinstance(max_wait_ms, (int, float)):
-            raise TypeError(f"max_wait_ms must be a number of milliseconds, got {max_wait_ms!r}")
-        if not max_wait_ms >= 0:  # NaN fails too
-            raise ValueError(f"max_wait_ms must be >= 0, got {max_wait_ms!r}")
-        self._max_wait = max_wait_ms / 1000.0
-        self._recommender = recommender
-        self._pending: collections.deque[_Request] = collections.deque()
-        self._lock = threading.Lock()
-        self._wake = threading.Condition(self._lock)
-        self._closed = False
-        self._worker = threading.Thread(target=self._serve_forever, name="srgnn-rt-micro-batcher", daemon=True)
-        self._worker.start()
+        request_cost = getattr(recommender, "request_cost", None)
+        self._measure: Callable[[Any], Any] = request_cost if callable(request_cost) else len
+        self._worker = _Worker(
+            recommender,
+            max_batch=positive_int(max_batch, "max_batch"),
+            max_batch_cost=positive_int(max_batch_cost, "max_batch_cost"),
+            max_wait=_milliseconds(max_wait_ms, "max_wait_ms") / 1000.0,
+            max_queue=positive_int(max_queue, "max_queue"),
+        )
+        self._thread = threading.Thread(target=self._worker.serve_forever, name="srgnn-rt-micro-batcher",
+                                        daemon=True)
+        self._thread.start()
+        weakref.finalize(self, _release, self._worker, self._thread)
 
     @property
     def max_batch(self) -> int:
-        return self._max_batch
+        return self._worker.max_batch
+
+    @property
+    def max_batch_cost(self) -> int:
+        return self._worker.max_batch_cost
 
     @property
     def max_wait_ms(self) -> float:
-        return self._max_wait * 1000.0
+        return self._worker.max_wait * 1000.0
 
     @property
     def max_queue(self) -> int:
-        return self._max_queue
+        return self._worker.max_queue
 
     @property
     def closed(self) -> bool:
-        return self._closed
+        """True after ``close`` and once broken."""
+        return self._worker.closed
+
+    @property
+    def failure(self) -> BaseException | None:
+        """What stopped the worker when the batcher is broken, else None."""
+        return self._worker.failure
 
     def __len__(self) -> int:
         """Requests accepted and not yet taken into a batch."""
-        return len(self._pending)
+        return len(self._worker.pending)
 
     def submit(self, session: Sequence[RawId], k: int = 20, **options: Any) -> Future:
         """Queue one session of raw item ids; the Future's result is its ``Recommendation``.
@@ -108,32 +329,20 @@ class MicroBatcher:
         ``options`` are keyword arguments of the recommender's ``recommend`` (e.g.
         ``exclude_seen=True``); their values must be hashable. Invalid sessions, k or
         options are reported through the Future (as ``recommend`` raises them).
-        Raises ``QueueFullError`` when ``max_queue`` requests are waiting and
-        ``BatcherClosedError`` after ``close``.
+        Raises ``QueueFullError`` when ``max_queue`` requests are waiting,
+        ``BatcherClosedError`` after ``close`` and ``BatcherBrokenError`` once broken.
         """
         # Types are part of the group, so that k=1 and k=True are never answered by one call.
         group = tuple((name, type(value), value) for name, value in sorted({"k": k, **options}.items()))
         try:
             hash(group)
-        except TypeError:
+        except Exception:
             unhashable = [name for name, _, value in group if not _hashable(value)]
             raise TypeError(
                 f"MicroBatcher.submit: {', '.join(unhashable)} must be hashable (requests are grouped by k and options)"
             ) from None
-        request = _Request(session, k, options, group, time.monotonic())
-        with self._lock:
-            if self._closed:
-                raise BatcherClosedError("MicroBatcher is closed; it accepts no new requests")
-            if len(self._pending) >= self._max_queue:
-                raise QueueFullError(
-                    f"MicroBatcher queue is full: {len(self._pending)} requests are waiting (max_queue = "
-                    f"{self._max_queue}); the service is overloaded, retry later or raise max_queue"
-                )
-            self._pending.append(request)
-            waiting = len(self._pending)
-            # The worker waits for the first request, then for a full batch or its deadline.
-            if waiting == 1 or waiting == self._max_batch:
-                self._wake.notify()
+        request = _Request(session, k, options, group, self._cost(session), time.monotonic())
+        self._worker.accept(request)
         return request.future
 
     async def recommend(self, session: Sequence[RawId], k: int = 20, **options: Any) -> Any:
@@ -147,18 +356,22 @@ class MicroBatcher:
         """Stop accepting requests and wait until every accepted one is answered.
 
         Requests still waiting are batched and answered as usual, none is dropped.
-        Raises ``TimeoutError`` when that takes longer than ``timeout`` seconds (the
-        worker goes on answering them). Closing twice is harmless.
+        Raises ``TimeoutError`` when that takes longer than ``timeout`` seconds (None or
+        inf: no limit; the worker goes on answering them), and ``BatcherBrokenError``
+        when the worker stopped on an error. Closing twice is harmless. Called on the
+        worker thread (from a Future's done-callback) it does not wait.
         """
-        with self._lock:
-            self._closed = True
-            self._wake.notify()
-        self._worker.join(timeout)
-        if self._worker.is_alive():
-            raise TimeoutError(
-                f"MicroBatcher.close: {len(self._pending)} requests still waiting after {timeout} s; "
-                "they are still being answered"
-            )
+        timeout = _timeout(timeout)
+        self._worker.close()
+        if threading.current_thread() is not self._thread:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                raise TimeoutError(
+                    f"MicroBatcher.close: {len(self)} requests still waiting after {timeout} s; "
+                    "they are still being answered"
+                )
+        if self._worker.failure is not None:
+            raise self._worker.broken_error() from self._worker.failure
 
     def __enter__(self) -> MicroBatcher:
         return self
@@ -166,56 +379,47 @@ class MicroBatcher:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def _serve_forever(self) -> None:
-        while (batch := self._next_batch()) is not None:
-            groups: dict[tuple[Any, ...], list[_Request]] = {}
-            for request in batch:
-                if request.future.set_running_or_notify_cancel():  # False: cancelled while waiting
-                    groups.setdefault(request.group, []).append(request)
-            for requests in groups.values():
-                self._answer(requests)
-
-    def _next_batch(self) -> list[_Request] | None:
-        """Up to ``max_batch`` requests, oldest first, once the batch is full, the oldest one's
-        wait is over or the batcher is closing; None when closed and nothing is left."""
-        with self._lock:
-            while not self._pending:
-                if self._closed:
-                    return None
-                self._wake.wait()
-            deadline = self._pending[0].arrival + self._max_wait
-            while len(self._pending) < self._max_batch and not self._closed:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                self._wake.wait(remaining)
-            size = min(len(self._pending), self._max_batch)
-            return [self._pending.popleft() for _ in range(size)]
-
-    def _answer(self, requests: list[_Request]) -> None:
-        """One ``recommend`` call for requests of one group; one call each if it fails."""
-        first = requests[0]
+    def _cost(self, session: Any) -> int:
+        """The request's cost (>= 1); one that cannot be measured is likely invalid and runs alone,
+        so that its error is its own."""
         try:
-            results = self._recommender.recommend([request.session for request in requests], first.k, **first.options)
-            if len(results) != len(requests):
-                raise RuntimeError(
-                    f"{type(self._recommender).__name__}.recommend returned {len(results)} results "
-                    f"for {len(requests)} sessions"
-                )
-        except Exception as exc:
-            if len(requests) == 1:
-                requests[0].future.set_exception(exc)
-                return
-            for request in requests:
-                self._answer([request])
-            return
-        for request, result in zip(requests, results):
-            request.future.set_result(result)
+            return max(1, operator.index(self._measure(session)))
+        except Exception:
+            return self._worker.max_batch_cost + 1
+
+
+def _milliseconds(value: Any, name: str) -> float:
+    """``value`` as a float in [0, MAX_WAIT_MS]: TypeError for non-numbers (bools included),
+    ValueError for NaN, infinities and values out of range."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number of milliseconds, got {value!r}")
+    try:
+        milliseconds = float(value)
+    except (OverflowError, ValueError):
+        milliseconds = float("nan")
+    if not 0 <= milliseconds <= MAX_WAIT_MS:  # NaN fails too
+        raise ValueError(f"{name} must be in 0..{MAX_WAIT_MS:.0f} (an hour), got {value!r}")
+    return milliseconds
+
+
+def _timeout(value: Any) -> float | None:
+    """A join timeout: None (or inf, or beyond what threads can wait) for no limit, else seconds >= 0."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"timeout must be None or a number of seconds, got {value!r}")
+    try:
+        seconds = float(value)
+    except OverflowError:  # an int or fraction beyond floats
+        seconds = float("inf") if value > 0 else float("-inf")
+    if not seconds >= 0:
+        raise ValueError(f"timeout must be None or >= 0 seconds, got {value!r}")
+    return None if seconds > threading.TIMEOUT_MAX else seconds
 
 
 def _hashable(value: Any) -> bool:
     try:
         hash(value)
-    except TypeError:
+    except Exception:
         return False
     return True

@@ -104,12 +104,12 @@ def test_an_error_reaches_only_the_request_that_caused_it():
         assert futures[0].result(timeout=10) == _echo([1, 2], 20, {})
         assert futures[2].result(timeout=10) == _echo([4], 20, {})
         assert futures[4].result(timeout=10) == _echo([7], 20, {})
-        # Retried alone, the bad session is session 0 of its call, as for a direct call.
+        # Retried in halves down to one, the bad session is session 0 of its call, as for a direct call.
         with pytest.raises(ValueError, match="session 0 has item id 0 at position 1"):
             futures[1].result(timeout=10)
         with pytest.raises(ValueError, match="session 0 has item id -5 at position 0"):
             futures[3].result(timeout=10)
-    assert recommender.batch_sizes == [1, 5, 1, 1, 1, 1, 1]
+    assert recommender.batch_sizes == [1, 5, 2, 1, 1, 3, 1, 2, 1, 1]
 
 
 def test_a_wrong_number_of_results_is_an_error_for_each_request():
@@ -240,14 +240,33 @@ def test_batched_answers_equal_one_direct_call_per_request(requests, max_batch):
         ({"max_batch": 0}, ValueError, "max_batch must be >= 1, got 0"),
         ({"max_batch": 2.5}, TypeError, "max_batch must be an int"),
         ({"max_queue": True}, TypeError, "max_queue must be an int"),
-        ({"max_wait_ms": -1}, ValueError, "max_wait_ms must be >= 0, got -1"),
-        ({"max_wait_ms": float("nan")}, ValueError, "max_wait_ms must be >= 0, got nan"),
+        ({"max_batch_cost": 0}, ValueError, "max_batch_cost must be >= 1, got 0"),
+        ({"max_batch_cost": np.bool_(True)}, TypeError, "max_batch_cost must be an int"),
+        ({"max_wait_ms": -1}, ValueError, r"max_wait_ms must be in 0..3600000 \(an hour\), got -1"),
+        ({"max_wait_ms": float("nan")}, ValueError, "max_wait_ms must be in 0..3600000 .*, got nan"),
+        ({"max_wait_ms": float("inf")}, ValueError, "max_wait_ms must be in 0..3600000 .*, got inf"),
+        ({"max_wait_ms": 9.3e12}, ValueError, "max_wait_ms must be in 0..3600000 .*, got 9300000000000.0"),
+        ({"max_wait_ms": 10**400}, ValueError, "max_wait_ms must be in 0..3600000"),
+        ({"max_wait_ms": True}, TypeError, "max_wait_ms must be a number of milliseconds, got True"),
         ({"max_wait_ms": "2"}, TypeError, "max_wait_ms must be a number of milliseconds, got '2'"),
+        ({"max_wait_ms": None}, TypeError, "max_wait_ms must be a number of milliseconds, got None"),
     ],
 )
 def test_bad_settings_are_rejected(kwargs, error, match):
     with pytest.raises(error, match=match):
         MicroBatcher(_EchoRecommender(), **kwargs)
+
+
+def test_numpy_settings_and_close_timeouts_are_accepted():
+    batcher = MicroBatcher(_EchoRecommender(), max_batch=np.int64(8), max_wait_ms=np.float32(1.5))
+    assert (batcher.max_batch, batcher.max_wait_ms) == (8, 1.5)
+    for bad, error in (("1", TypeError), (True, TypeError), (-1, ValueError), (float("nan"), ValueError)):
+        with pytest.raises(error, match="timeout must be None or"):
+            batcher.close(timeout=bad)
+    assert not batcher.closed
+    assert batcher.submit([1]).result(timeout=10) == _echo([1], 20, {})
+    batcher.close(timeout=float("inf"))
+    batcher.close(timeout=10**400)
 
 
 def test_bad_recommender_and_unhashable_options_are_rejected():
