@@ -128,11 +128,11 @@ class _Worker:
                 self.wake.notify()
 
     def close(self) -> bool:
-        """Stop intake; True when the worker is idle (it ends at once)."""
+        """Stop intake; True when the worker has nothing left to answer (it ends at once)."""
         with self.lock:
             self.closed = True
             self.wake.notify()
-            return not self.pending and not self.in_flight
+            return not self.pending and all(request.future.done() for request in self.in_flight)
 
     def broken_error(self) -> BatcherBrokenError:
         failure = self.failure
