@@ -18,8 +18,8 @@ alone, after the requests already waiting behind it (it is passed over at most o
 
 Threads use ``submit`` (a ``concurrent.futures.Future``), asyncio code ``await
 recommend(...)``. When a batched call fails, its requests are split in halves and
-retried, down to one request per call, so an error reaches the caller whose request
-caused it and no other. ``close`` stops intake and answers everything already accepted.
+retried, down to one request per call (``recommend_each``), so an error reaches the
+caller whose request caused it and no other. ``close`` stops intake and answers everything already accepted.
 
 Every accepted request completes. Should the worker stop on something it cannot
 answer after (a ``BaseException`` such as ``SystemExit`` raised inside
@@ -38,7 +38,7 @@ import operator
 import threading
 import time
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -46,7 +46,7 @@ from typing import Any, Protocol
 from .validation import positive_int
 from .vocab import RawId
 
-__all__ = ["BatcherBrokenError", "BatcherClosedError", "MicroBatcher", "QueueFullError"]
+__all__ = ["BatcherBrokenError", "BatcherClosedError", "MicroBatcher", "QueueFullError", "recommend_each"]
 
 MAX_WAIT_MS = 3_600_000.0
 """Largest ``max_wait_ms`` (an hour): a longer wait for a batch is a mistake, not a setting."""
@@ -207,27 +207,14 @@ class _Worker:
             self._answer(requests)
 
     def _answer(self, requests: list[_Request]) -> None:
-        """One ``recommend`` call for requests of one group; if it fails, each half again."""
+        """Requests of one group, answered by ``recommend_each``."""
         first = requests[0]
-        try:
-            results = self.recommender.recommend([request.session for request in requests], first.k,
-                                                 **first.options)
-            results = list(results)
-            if len(results) != len(requests):
-                raise RuntimeError(
-                    f"{type(self.recommender).__name__}.recommend returned {len(results)} results "
-                    f"for {len(requests)} sessions"
-                )
-        except Exception as exc:
-            if len(requests) == 1:
-                first.future.set_exception(exc)
-                return
-            half = len(requests) // 2
-            self._answer(requests[:half])
-            self._answer(requests[half:])
-            return
-        for request, result in zip(requests, results):
-            request.future.set_result(result)
+        answers = recommend_each(self.recommender, [request.session for request in requests], first.k, first.options)
+        for request, answer in zip(requests, answers):
+            if isinstance(answer, Exception):
+                request.future.set_exception(answer)
+            else:
+                request.future.set_result(answer)
 
     def _break_down(self, cause: BaseException) -> None:
         """Mark the batcher broken and fail every request it holds with ``BatcherBrokenError``."""
@@ -247,6 +234,31 @@ class _Worker:
                 request.future.set_exception(error)
             except InvalidStateError:  # cancelled meanwhile
                 pass
+
+
+def recommend_each(
+    recommender: _BatchRecommender, sessions: Sequence[Sequence[RawId]], k: Any, options: Mapping[str, Any]
+) -> list[Any]:
+    """``recommender.recommend(sessions, k, **options)`` where a bad session fails alone.
+
+    Element i is session i's result, or the ``Exception`` that ``recommend`` raises
+    for session i alone (results themselves must not be exceptions). A call that
+    fails is retried on each half of its sessions, so one bad session among n costs
+    about 2 log2(n) more calls, not n.
+    """
+    try:
+        results = list(recommender.recommend(sessions, k, **options))
+        if len(results) != len(sessions):
+            raise RuntimeError(
+                f"{type(recommender).__name__}.recommend returned {len(results)} results for {len(sessions)} sessions"
+            )
+        return results
+    except Exception as exc:
+        if len(sessions) == 1:
+            return [exc]
+        half = len(sessions) // 2
+        return (recommend_each(recommender, sessions[:half], k, options)
+                + recommend_each(recommender, sessions[half:], k, options))
 
 
 def _release(worker: _Worker, thread: threading.Thread) -> None:
@@ -333,11 +345,12 @@ class MicroBatcher:
         ``BatcherClosedError`` after ``close`` and ``BatcherBrokenError`` once broken.
         """
         # Types are part of the group, so that k=1 and k=True are never answered by one call.
-        group = tuple((name, type(value), value) for name, value in sorted({"k": k, **options}.items()))
+        group = (type(k), k, *[(name, type(options[name]), options[name]) for name in sorted(options)])
         try:
             hash(group)
         except Exception:
-            unhashable = [name for name, _, value in group if not _hashable(value)]
+            named = {"k": k, **options}
+            unhashable = [name for name, value in named.items() if not _hashable(value)]
             raise TypeError(
                 f"MicroBatcher.submit: {', '.join(unhashable)} must be hashable (requests are grouped by k and options)"
             ) from None
