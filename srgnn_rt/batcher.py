@@ -1,32 +1,38 @@
 """A micro-batcher for services: concurrent single-session requests -> one batched model call.
 
 Each request (one session of raw item ids, a k and keyword options of
-``Recommender.recommend``) waits in a bounded queue; one worker thread takes
+``Recommender.recommend``) waits in a bounded queue; a worker thread takes
 batches of them, waiting at most ``max_wait_ms`` after the oldest arrived for more
 to come, and answers each batch with one ``recommend`` call per distinct (k,
-options) among it. The worker is the only thread that calls the recommender, so
-onnxruntime sees one batched run at a time instead of many small concurrent ones.
+options) among it, so that onnxruntime sees batched runs instead of many small
+concurrent ones.
 
 A batch holds at most ``max_batch`` requests and costs at most ``max_batch_cost``,
 its cost being its number of requests times the cost of its costliest one (the
 clicks the model works on once the batch is padded to its longest session). A
 request's cost is ``recommender.request_cost(session)`` when the recommender has
-it (the clicks kept after its cut), else ``len(session)``. So one long session
-never makes short ones wait for its padding: requests that do not fit wait for the
-next batch, and a request that costs more than ``max_batch_cost`` by itself runs
-alone, after the requests already waiting behind it (it is passed over at most once).
+it (the clicks kept after its cut), else ``len(session)``; one that cannot be
+measured counts as over the budget. Requests that do not fit a batch wait for the
+next one. A request that costs more than ``max_batch_cost`` by itself goes to a
+second worker thread, which answers such requests one at a time: so a huge
+session never makes short ones pay its padding, nor wait for its run, and hostile
+huge requests delay only each other. (The recommender is called from these two
+threads, at most one call each at a time: it must be thread-safe, as
+``Recommender`` is.)
 
 Threads use ``submit`` (a ``concurrent.futures.Future``), asyncio code ``await
 recommend(...)``. When a batched call fails, its requests are split in halves and
 retried, down to one request per call (``recommend_each``), so an error reaches the
-caller whose request caused it and no other. ``close`` stops intake and answers everything already accepted.
+caller whose request caused it and no other. ``close`` stops intake and answers
+everything already accepted.
 
-Every accepted request completes. Should the worker stop on something it cannot
+Every accepted request completes. Should a worker stop on something it cannot
 answer after (a ``BaseException`` such as ``SystemExit`` raised inside
-``recommend``, or a bug here), every request it holds fails with
-``BatcherBrokenError`` and the batcher refuses new ones with that error; ``close``
-raises it too. An unreferenced batcher is closed by a finalizer (its worker holds
-no reference to it), and one left open at interpreter exit does not delay the exit.
+``recommend``, or a bug here), every request it holds and every waiting one fails
+with ``BatcherBrokenError``, and the batcher refuses new ones with that error;
+``close`` raises it too. An unreferenced batcher is closed by a finalizer (its
+workers hold no reference to it), and one left open at interpreter exit does not
+delay the exit.
 """
 
 from __future__ import annotations
@@ -79,17 +85,30 @@ class _Request:
     k: Any
     options: dict[str, Any]
     group: tuple[Any, ...]  # requests with equal groups (same k and options, types included) share a call
-    cost: int  # >= 1; above max_batch_cost: runs alone
+    cost: int  # >= 1; above max_batch_cost: runs alone, on the solo lane
     arrival: float  # time.monotonic() at submit
     future: Future = field(default_factory=Future)
-    passed_over: bool = False  # skipped once by a batch it did not fit
+
+
+class _Lane:
+    """Requests waiting for one worker thread, and the batch it is answering."""
+
+    def __init__(self, lock: threading.RLock):
+        self.wake = threading.Condition(lock)
+        self.pending: collections.deque[_Request] = collections.deque()
+        self.pending_cost = 0  # sum of the pending requests' costs
+        self.in_flight: list[_Request] = []
+
+    def idle(self) -> bool:
+        return not self.pending and all(request.future.done() for request in self.in_flight)
 
 
 class _Worker:
-    """The queue and the worker loop of one ``MicroBatcher``.
+    """The queues and the worker loops of one ``MicroBatcher``.
 
-    The worker thread runs ``serve_forever`` and holds this object, never the
-    ``MicroBatcher``, so that an unreferenced batcher can be finalized.
+    Two threads run ``serve_forever``: one on the ``batches`` lane, one on the ``solo``
+    lane (requests that cost more than a batch may, one at a time). They hold this
+    object, never the ``MicroBatcher``, so that an unreferenced batcher can be finalized.
     """
 
     def __init__(self, recommender: _BatchRecommender, max_batch: int, max_batch_cost: int, max_wait: float,
@@ -99,14 +118,15 @@ class _Worker:
         self.max_batch_cost = max_batch_cost
         self.max_wait = max_wait
         self.max_queue = max_queue
-        # Reentrant: a finalizer may run on the worker thread (a garbage collection there) while it holds the lock.
+        # Reentrant: a finalizer may run on a worker thread (a garbage collection there) while it holds the lock.
         self.lock = threading.RLock()
-        self.wake = threading.Condition(self.lock)
-        self.pending: collections.deque[_Request] = collections.deque()
-        self.pending_cost = 0  # sum of the pending requests' costs
-        self.in_flight: list[_Request] = []
+        self.batches = _Lane(self.lock)
+        self.solo = _Lane(self.lock)
         self.closed = False
         self.failure: BaseException | None = None
+
+    def __len__(self) -> int:
+        return len(self.batches.pending) + len(self.solo.pending)
 
     def accept(self, request: _Request) -> None:
         with self.lock:
@@ -114,25 +134,27 @@ class _Worker:
                 raise self.broken_error() from self.failure
             if self.closed:
                 raise BatcherClosedError("MicroBatcher is closed; it accepts no new requests")
-            if len(self.pending) >= self.max_queue:
+            if len(self) >= self.max_queue:
                 raise QueueFullError(
-                    f"MicroBatcher queue is full: {len(self.pending)} requests are waiting (max_queue = "
+                    f"MicroBatcher queue is full: {len(self)} requests are waiting (max_queue = "
                     f"{self.max_queue}); the service is overloaded, retry later or raise max_queue"
                 )
-            self.pending.append(request)
-            cost_before = self.pending_cost
-            self.pending_cost += request.cost
-            waiting = len(self.pending)
-            # The worker waits for the first request, then for a full batch or its deadline.
-            if waiting == 1 or waiting == self.max_batch or cost_before < self.max_batch_cost <= self.pending_cost:
-                self.wake.notify()
+            lane = self.solo if request.cost > self.max_batch_cost else self.batches
+            lane.pending.append(request)
+            cost_before = lane.pending_cost
+            lane.pending_cost += request.cost
+            waiting = len(lane.pending)
+            # A worker waits for the first request, then for a full batch or its deadline.
+            if waiting == 1 or waiting == self.max_batch or cost_before < self.max_batch_cost <= lane.pending_cost:
+                lane.wake.notify()
 
     def close(self) -> bool:
-        """Stop intake; True when the worker has nothing left to answer (it ends at once)."""
+        """Stop intake; True when the workers have nothing left to answer (they end at once)."""
         with self.lock:
             self.closed = True
-            self.wake.notify()
-            return not self.pending and all(request.future.done() for request in self.in_flight)
+            for lane in (self.batches, self.solo):
+                lane.wake.notify()
+            return self.batches.idle() and self.solo.idle()
 
     def broken_error(self) -> BatcherBrokenError:
         failure = self.failure
@@ -141,57 +163,55 @@ class _Worker:
             "it accepts no new requests (create a new one)"
         )
 
-    def serve_forever(self) -> None:
+    def serve_forever(self, lane: _Lane) -> None:
         try:
-            while (batch := self._next_batch()) is not None:
+            while (batch := self._next_batch(lane)) is not None:
                 self._run(batch)
         except BaseException as exc:  # anything: answer every request held, then refuse new ones
-            self._break_down(exc)
+            self._break_down(exc, lane)
 
-    def _next_batch(self) -> list[_Request] | None:
-        """The next batch (see ``_take``) once it is full, the oldest request's wait is over or
-        the batcher is closing; None when closed and nothing is left."""
+    def _next_batch(self, lane: _Lane) -> list[_Request] | None:
+        """The lane's next batch (see ``_take``; one request on the solo lane) once it is full, the
+        oldest request's wait is over or the batcher is closing; None when closed and nothing is left."""
         with self.lock:
-            self.in_flight = []
-            while not self.pending:
+            lane.in_flight = []
+            while not lane.pending:
                 if self.closed:
                     return None
-                self.wake.wait()
-            deadline = self.pending[0].arrival + self.max_wait
-            while (not self.closed and len(self.pending) < self.max_batch
-                   and self.pending_cost < self.max_batch_cost):
+                lane.wake.wait()
+            if lane is self.solo:
+                request = lane.pending.popleft()
+                lane.pending_cost -= request.cost
+                lane.in_flight = [request]
+                return lane.in_flight
+            deadline = lane.pending[0].arrival + self.max_wait
+            while (not self.closed and len(lane.pending) < self.max_batch
+                   and lane.pending_cost < self.max_batch_cost):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
-                self.wake.wait(remaining)
-            self.in_flight = self._take()
-            return self.in_flight
+                lane.wake.wait(remaining)
+            lane.in_flight = self._take(lane)
+            return lane.in_flight
 
-    def _take(self) -> list[_Request]:
+    def _take(self, lane: _Lane) -> list[_Request]:
         """Pending requests, oldest first, that fit one batch: at most ``max_batch``, count x
-        largest cost <= ``max_batch_cost``. Those that do not fit stay at the front, in order.
-        A request over the budget by itself is passed over once, then taken alone."""
+        largest cost <= ``max_batch_cost``. Those that do not fit stay at the front, in order."""
         batch: list[_Request] = []
         skipped: list[_Request] = []
         largest = 0
-        while self.pending and len(batch) < self.max_batch and len(skipped) < _LOOKAHEAD:
+        while lane.pending and len(batch) < self.max_batch and len(skipped) < _LOOKAHEAD:
             if (len(batch) + 1) * largest > self.max_batch_cost:
                 break  # nothing more can fit
-            request = self.pending.popleft()
+            request = lane.pending.popleft()
             cost = max(largest, request.cost)
-            if (len(batch) + 1) * cost <= self.max_batch_cost:
+            if (len(batch) + 1) * cost <= self.max_batch_cost:  # always true for the oldest
                 batch.append(request)
                 largest = cost
-            elif not batch and not skipped and request.passed_over:
-                batch.append(request)  # the oldest, over the budget alone, already passed over once
-                break
             else:
-                request.passed_over = True
                 skipped.append(request)
-        if not batch:  # every request scanned is over the budget by itself: the oldest runs alone
-            batch.append(skipped.pop(0))
-        self.pending.extendleft(reversed(skipped))
-        self.pending_cost -= sum(request.cost for request in batch)
+        lane.pending.extendleft(reversed(skipped))
+        lane.pending_cost -= sum(request.cost for request in batch)
         return batch
 
     def _run(self, batch: list[_Request]) -> None:
@@ -216,15 +236,18 @@ class _Worker:
             else:
                 request.future.set_result(answer)
 
-    def _break_down(self, cause: BaseException) -> None:
-        """Mark the batcher broken and fail every request it holds with ``BatcherBrokenError``."""
+    def _break_down(self, cause: BaseException, lane: _Lane) -> None:
+        """Mark the batcher broken; fail every request waiting and those of ``lane``'s batch with
+        ``BatcherBrokenError`` (the other lane's batch is answered as usual, then its thread ends)."""
         with self.lock:
             self.failure = cause
             self.closed = True
-            held = self.in_flight + list(self.pending)
-            self.in_flight = []
-            self.pending.clear()
-            self.pending_cost = 0
+            held = lane.in_flight + list(self.batches.pending) + list(self.solo.pending)
+            lane.in_flight = []
+            for each in (self.batches, self.solo):
+                each.pending.clear()
+                each.pending_cost = 0
+                each.wake.notify()
         for request in held:
             if request.future.done():
                 continue
@@ -261,12 +284,13 @@ def recommend_each(
                 + recommend_each(recommender, sessions[half:], k, options))
 
 
-def _release(worker: _Worker, thread: threading.Thread) -> None:
+def _release(worker: _Worker, threads: tuple[threading.Thread, ...]) -> None:
     """Finalizer of a ``MicroBatcher`` (unreferenced, or still open at interpreter exit): stop
-    intake; the worker answers what it holds, then ends. Waits (briefly) only for an idle worker,
+    intake; the workers answer what they hold, then end. Waits (briefly) only for idle workers,
     so that exit is never held up by a long call."""
-    if worker.close() and threading.current_thread() is not thread:
-        thread.join(_FINALIZER_JOIN_S)
+    if worker.close() and threading.current_thread() not in threads:
+        for thread in threads:
+            thread.join(_FINALIZER_JOIN_S)
 
 
 class MicroBatcher:
@@ -300,10 +324,14 @@ class MicroBatcher:
             max_wait=_milliseconds(max_wait_ms, "max_wait_ms") / 1000.0,
             max_queue=positive_int(max_queue, "max_queue"),
         )
-        self._thread = threading.Thread(target=self._worker.serve_forever, name="srgnn-rt-micro-batcher",
-                                        daemon=True)
-        self._thread.start()
-        weakref.finalize(self, _release, self._worker, self._thread)
+        self._threads = tuple(
+            threading.Thread(target=self._worker.serve_forever, args=(lane,), name=name, daemon=True)
+            for lane, name in ((self._worker.batches, "srgnn-rt-micro-batcher"),
+                               (self._worker.solo, "srgnn-rt-micro-batcher-solo"))
+        )
+        for thread in self._threads:
+            thread.start()
+        weakref.finalize(self, _release, self._worker, self._threads)
 
     @property
     def max_batch(self) -> int:
@@ -333,7 +361,7 @@ class MicroBatcher:
 
     def __len__(self) -> int:
         """Requests accepted and not yet taken into a batch."""
-        return len(self._worker.pending)
+        return len(self._worker)
 
     def submit(self, session: Sequence[RawId], k: int = 20, **options: Any) -> Future:
         """Queue one session of raw item ids; the Future's result is its ``Recommendation``.
@@ -371,14 +399,16 @@ class MicroBatcher:
         Requests still waiting are batched and answered as usual, none is dropped.
         Raises ``TimeoutError`` when that takes longer than ``timeout`` seconds (None or
         inf: no limit; the worker goes on answering them), and ``BatcherBrokenError``
-        when the worker stopped on an error. Closing twice is harmless. Called on the
+        when a worker stopped on an error. Closing twice is harmless. Called on a
         worker thread (from a Future's done-callback) it does not wait.
         """
         timeout = _timeout(timeout)
         self._worker.close()
-        if threading.current_thread() is not self._thread:
-            self._thread.join(timeout)
-            if self._thread.is_alive():
+        if threading.current_thread() not in self._threads:
+            deadline = None if timeout is None else time.monotonic() + timeout
+            for thread in self._threads:
+                thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+            if any(thread.is_alive() for thread in self._threads):
                 raise TimeoutError(
                     f"MicroBatcher.close: {len(self)} requests still waiting after {timeout} s; "
                     "they are still being answered"
