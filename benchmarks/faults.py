@@ -7,11 +7,13 @@ the well-formed ones are done, huge sessions (by default 10,000 clicks over 2,58
 distinct items, the issue's case) and garbage (ids of the wrong type, floats, NaN,
 nested lists, a 5,000-digit id, no list at all, unknown ids). It reports the p50 /
 p99 latency of the well-formed requests in each run and their ratio, and what
-became of the hostile requests (answered, or which error). It passes (exit 0) when
+became of the hostile requests (answered, or which error). Clean and hostile runs
+alternate for ``--rounds`` rounds and are pooled, so that a change in the machine's
+load between them does not pass for an effect. It passes (exit 0) when
 every well-formed request got its k items in both runs and every request, hostile
 or not, completed::
 
-    python -m benchmarks.faults [--bundle PATH] [--requests 10000] [--clients 15] [--hostile-clients 1]
+    python -m benchmarks.faults [--bundle PATH] [--requests 5000] [--rounds 3] [--hostile {mixed,huge,garbage}]
 """
 
 from __future__ import annotations
@@ -140,6 +142,12 @@ def run_load(
     return LoadResult(latencies, failures, outcomes, elapsed)
 
 
+def merged(results: list[LoadResult]) -> LoadResult:
+    """Several runs as one: all their latencies, failures and hostile outcomes."""
+    return LoadResult(np.concatenate([r.latencies_ms for r in results]), [f for r in results for f in r.failures],
+                      sum((r.hostile for r in results), collections.Counter()), sum(r.elapsed_s for r in results))
+
+
 def report(name: str, result: LoadResult) -> str:
     line = (f"{name:>8}: {len(result.latencies_ms):,} well-formed requests in {result.elapsed_s:.1f} s, "
             f"p50 {result.percentile(50):.2f} ms, p99 {result.percentile(99):.2f} ms, failed {len(result.failures)}")
@@ -151,7 +159,8 @@ def report(name: str, result: LoadResult) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.faults", description=__doc__.splitlines()[0])
     parser.add_argument("--bundle", type=Path, help="bundle directory (default: the synthetic 43,097-item bundle)")
-    parser.add_argument("--requests", type=int, default=10_000, help="well-formed requests per run")
+    parser.add_argument("--requests", type=int, default=5_000, help="well-formed requests per run")
+    parser.add_argument("--rounds", type=int, default=3, help="clean and hostile runs, alternated")
     parser.add_argument("--clients", type=int, default=15, help="well-formed client threads")
     parser.add_argument("--hostile-clients", type=int, default=1)
     parser.add_argument("--hostile", choices=HOSTILE_KINDS, default="mixed",
@@ -165,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from benchmarks.bundles import requests, synthetic_bundle  # here: the suites import this module as ``faults``
 
-    for name in ("requests", "clients", "hostile_clients", "huge_clicks", "huge_distinct", "threads"):
+    for name in ("requests", "rounds", "clients", "hostile_clients", "huge_clicks", "huge_distinct", "threads"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1")
     path = args.bundle or synthetic_bundle()
@@ -175,15 +184,18 @@ def main(argv: list[str] | None = None) -> int:
     hostile = hostile_requests(bundle, args.hostile, clicks=args.huge_clicks, distinct=args.huge_distinct)
     settings = dict(total=args.requests, clients=args.clients, hostile_clients=args.hostile_clients,
                     max_batch=args.max_batch, max_batch_cost=args.max_batch_cost, max_wait_ms=args.max_wait_ms)
-    print(f"bundle {path}: {bundle.n_items:,} items, cut {bundle.graph_builder.max_length}; {args.clients} "
+    print(f"bundle {path}: {bundle.n_items:,} items, sessions cut to {recommender.max_length} clicks; {args.clients} "
           f"well-formed clients, {args.hostile_clients} hostile ({args.hostile}: {len(hostile)} requests in turn; "
           f"huge = {args.huge_clicks:,} clicks over {args.huge_distinct:,} items); max_batch {args.max_batch}, "
           f"max_batch_cost {args.max_batch_cost}, max_wait_ms {args.max_wait_ms}", flush=True)
     run_load(recommender, sessions, None, **dict(settings, total=min(args.requests, 1000)))  # warm-up
-    clean = run_load(recommender, sessions, None, **settings)
-    print(report("clean", clean), flush=True)
-    mixed = run_load(recommender, sessions, hostile, **settings)
-    print(report("hostile", mixed))
+    runs: dict[str, list[LoadResult]] = {"clean": [], "hostile": []}
+    for number in range(1, args.rounds + 1):  # alternated, so that a drift of the machine's load hits both
+        for name, attacks in (("clean", None), ("hostile", hostile)):
+            runs[name].append(run_load(recommender, sessions, attacks, **settings))
+            print(f"round {number} " + report(name, runs[name][-1]), flush=True)
+    clean, mixed = merged(runs["clean"]), merged(runs["hostile"])
+    print(report("clean", clean) + "\n" + report("hostile", mixed))
     print(f"well-formed latency beside hostile requests / alone: p50 x{mixed.percentile(50) / clean.percentile(50):.2f}"
           f", p99 x{mixed.percentile(99) / clean.percentile(99):.2f}")
     failures = clean.failures + mixed.failures

@@ -177,7 +177,8 @@ def test_an_unreadable_input_is_a_one_line_error(synthetic_bundle, tmp_path, cap
     assert capsys.readouterr().err == f"srgnn-rt recommend: error: cannot read {tmp_path}: Is a directory\n"
 
 
-_GARBAGE = st.one_of(st.sampled_from(sorted(HOSTILE_LINES)), st.binary(max_size=24).map(lambda b: b.replace(b"\n", b"")))
+_GARBAGE = st.one_of(st.sampled_from(sorted(HOSTILE_LINES)),
+                     st.binary(max_size=24).map(lambda line: line.replace(b"\n", b"")))
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
