@@ -184,7 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     hostile = hostile_requests(bundle, args.hostile, clicks=args.huge_clicks, distinct=args.huge_distinct)
     settings = dict(total=args.requests, clients=args.clients, hostile_clients=args.hostile_clients,
                     max_batch=args.max_batch, max_batch_cost=args.max_batch_cost, max_wait_ms=args.max_wait_ms)
-    print(f"bundle {path}: {bundle.n_items:,} items, sessions cut to {recommender.max_length} clicks; {args.clients} "
+    cut = f"cut to {recommender.max_length} clicks" if recommender.max_length else "not cut"
+    print(f"bundle {path}: {bundle.n_items:,} items, sessions {cut}; {args.clients} "
           f"well-formed clients, {args.hostile_clients} hostile ({args.hostile}: {len(hostile)} requests in turn; "
           f"huge = {args.huge_clicks:,} clicks over {args.huge_distinct:,} items); max_batch {args.max_batch}, "
           f"max_batch_cost {args.max_batch_cost}, max_wait_ms {args.max_wait_ms}", flush=True)
