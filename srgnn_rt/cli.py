@@ -249,6 +249,8 @@ def _cmd_recommend(args: argparse.Namespace) -> None:
     from .runtime import Recommender
 
     recommender = Recommender.load(args.bundle, device=args.device, threads=args.threads)
+    if args.k > recommender.n_items:  # else every line would get the same error
+        raise ValueError(f"-k {args.k} is more than the model's {recommender.n_items} items")
     try:
         source = contextlib.nullcontext(sys.stdin.buffer) if args.input == "-" else open(args.input, "rb")
     except OSError as exc:

@@ -172,9 +172,13 @@ def test_fail_fast_stops_at_the_first_bad_line_with_status_2(synthetic_bundle, s
     assert err == "srgnn-rt recommend: error: line 2: this model's item ids are integers, got 'abc' at position 0\n"
 
 
-def test_an_unreadable_input_is_a_one_line_error(synthetic_bundle, tmp_path, capsys):
+def test_an_unreadable_input_or_too_large_a_k_is_a_one_line_error(synthetic_bundle, served, tmp_path, capsys):
     assert main(["recommend", str(synthetic_bundle), str(tmp_path), "--device", "cpu"]) == 2
     assert capsys.readouterr().err == f"srgnn-rt recommend: error: cannot read {tmp_path}: Is a directory\n"
+    too_many = served.n_items + 1
+    status, answers, err = _recommend(synthetic_bundle, b"[1]\n", "-k", str(too_many))
+    assert (status, answers) == (2, [])
+    assert err == f"srgnn-rt recommend: error: -k {too_many} is more than the model's {served.n_items} items\n"
 
 
 _GARBAGE = st.one_of(st.sampled_from(sorted(HOSTILE_LINES)),
