@@ -195,7 +195,7 @@ def _read_sessions(source, lines: queue.Queue, stop: threading.Event, *, max_lin
                     except ValueError as exc:
                         session = exc
                 lines.put((number, session))
-    except Exception as exc:  # raised by _batches
+    except Exception as exc:  # _batches raises it in the main thread
         lines.put(exc)
     else:
         lines.put(None)
