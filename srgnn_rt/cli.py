@@ -8,9 +8,16 @@ import it when they run, so that a serving install without torch still has a wor
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import json
+import os
+import queue
+import re
+import reprlib
+import signal
 import sys
+import threading
 
 from . import __version__
 
@@ -124,50 +131,163 @@ def _cmd_export(args: argparse.Namespace) -> None:
     print(f"wrote verified bundle {bundle.path} ({bundle.n_items} items, d = {bundle.embedding_size})")
 
 
-def _read_sessions(lines, raw_id_type: type | None):
-    """Sessions from JSON lines (``[1, 2, 3]``) or comma-separated ids; blank lines skipped."""
-    for number, line in enumerate(lines, start=1):
-        line = line.strip()
-        if not line:
+_BOM = b"\xef\xbb\xbf"
+_INT_ID = re.compile(r"-?[0-9]+")
+_SKIP_CHUNK = 1 << 20  # bytes read at a time while skipping an over-long line
+
+
+def _lines(stream, max_bytes: int):
+    """(number, line) for each line of a binary stream, numbered from 1: its bytes without the
+    newline (and without a UTF-8 BOM on line 1), or, for a line longer than ``max_bytes``, its
+    length (an int): such a line is skipped in chunks, never held in memory."""
+    number = 0
+    while chunk := stream.readline(max_bytes + 1):
+        number += 1
+        if chunk.endswith(b"\n") or len(chunk) <= max_bytes:
+            line = chunk.removesuffix(b"\n")
+            yield number, line.removeprefix(_BOM) if number == 1 else line
             continue
-        if line.startswith("["):
+        length = len(chunk)
+        while chunk and not chunk.endswith(b"\n"):
+            chunk = stream.readline(_SKIP_CHUNK)
+            length += len(chunk)
+        yield number, length - chunk.endswith(b"\n")
+
+
+def _parse_session(line: bytes, raw_id_type: type | None) -> list:
+    """The session of one input line: a JSON array of item ids, or ids separated by commas (ints
+    when the model's ids are ints). ValueError saying what is wrong (the caller names the line)."""
+    try:
+        text = line.decode("utf-8").strip()
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"not UTF-8 text (byte {exc.start}: {exc.reason})") from None
+    if not text:
+        raise ValueError("blank line: expected a session (a JSON array or comma-separated item ids)")
+    if text.startswith("["):
+        try:
+            session = json.loads(text)
+        except (ValueError, RecursionError) as exc:  # JSONDecodeError, too many digits, too deep
+            raise ValueError(f"not a JSON array of item ids: {exc}") from None
+        for position, item in enumerate(session):
+            if isinstance(item, bool) or not isinstance(item, (int, str)):
+                raise ValueError(f"position {position} holds {reprlib.repr(item)}, not an item id (an integer "
+                                 "or a string)")
+            if raw_id_type is not None and not isinstance(item, raw_id_type):
+                raise ValueError(f"position {position} holds {reprlib.repr(item)}, but this model's item ids "
+                                 f"are {'integers' if raw_id_type is int else 'strings'}")
+        return session
+    session = [part.strip() for part in text.split(",")]
+    if raw_id_type is int:
+        for position, part in enumerate(session):
+            if not _INT_ID.fullmatch(part):
+                raise ValueError(f"this model's item ids are integers, got {reprlib.repr(part)} at position "
+                                 f"{position}")
             try:
-                session = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"line {number}: not a JSON array: {exc}") from None
-            if not isinstance(session, list):
-                raise ValueError(f"line {number}: expected a JSON array of item ids")
-        else:
-            session = [part.strip() for part in line.split(",")]
-            if raw_id_type is int:
-                try:
-                    session = [int(part) for part in session]
-                except ValueError:
-                    raise ValueError(f"line {number}: this model's item ids are integers, got {line!r}") from None
-        yield number, session
+                session[position] = int(part)
+            except ValueError:  # beyond Python's digit limit for int()
+                raise ValueError(f"the item id at position {position} has {len(part):,} digits") from None
+    return session
+
+
+def _read_sessions(source, lines: queue.Queue, stop: threading.Event, *, max_line_bytes: int,
+                   raw_id_type: type | None) -> None:
+    """Reader thread: for each input line, put (number, its session or the ValueError that refuses
+    it) on ``lines``; then None at the end of the input, or the error that stopped the reading.
+    Stops early once ``stop`` is set."""
+    try:
+        with source as stream:
+            for number, line in _lines(stream, max_line_bytes):
+                if stop.is_set():
+                    break
+                if isinstance(line, int):
+                    session = ValueError(f"the line is {line:,} bytes, more than --max-line-bytes {max_line_bytes:,}")
+                else:
+                    try:
+                        session = _parse_session(line, raw_id_type)
+                    except ValueError as exc:
+                        session = exc
+                lines.put((number, session))
+    except Exception as exc:  # _batches raises it in the main thread
+        lines.put(exc)
+    else:
+        lines.put(None)
+
+
+def _batches(lines: queue.Queue, most: int):
+    """Lists of at most ``most`` (number, session or ValueError): the lines read so far, waiting
+    only for the first of each list. ValueError when reading the input failed."""
+    while True:
+        item = lines.get()
+        batch = []
+        while item is not None and not isinstance(item, Exception):
+            batch.append(item)
+            if len(batch) == most:
+                break
+            try:
+                item = lines.get_nowait()
+            except queue.Empty:
+                break
+        if batch:
+            yield batch
+        if item is None:
+            return
+        if isinstance(item, Exception):
+            raise ValueError(f"reading the input failed: {item}") from item
+
+
+def _write_answers(recommender, lines: queue.Queue, out, args: argparse.Namespace) -> None:
+    """One JSON line per input line, in order: the answer, or ``{"line": N, "error": "..."}``;
+    each batch flushed as soon as it is answered. With ``--fail-fast``, ValueError at the first
+    error (after writing its line)."""
+    from .batcher import recommend_each
+
+    options = {"exclude_seen": args.exclude_seen}
+    for batch in _batches(lines, args.batch_size):
+        sessions = [session for _, session in batch if not isinstance(session, ValueError)]
+        answers = iter(recommend_each(recommender, sessions, args.k, options) if sessions else ())
+        for number, session in batch:
+            answer = session if isinstance(session, ValueError) else next(answers)
+            if isinstance(answer, Exception):
+                out.write(json.dumps({"line": number, "error": str(answer)}) + "\n")
+                if args.fail_fast:
+                    out.flush()
+                    raise ValueError(f"line {number}: {answer}")
+            else:
+                out.write(json.dumps(answer.to_dict()) + "\n")
+        out.flush()
 
 
 def _cmd_recommend(args: argparse.Namespace) -> None:
     from .runtime import Recommender
 
     recommender = Recommender.load(args.bundle, device=args.device, threads=args.threads)
-    source = sys.stdin if args.input == "-" else open(args.input, encoding="utf-8")
-    with source:
-        pending: list = []
-
-        def flush():
-            results = recommender.recommend([s for _, s in pending], k=args.k, exclude_seen=args.exclude_seen)
-            for result in results:
-                sys.stdout.write(json.dumps(result.to_dict()) + "\n")
-            sys.stdout.flush()
-            pending.clear()
-
-        for number, session in _read_sessions(source, recommender.raw_id_type):
-            pending.append((number, session))
-            if len(pending) == args.batch_size:
-                flush()
-        if pending:
-            flush()
+    if args.k > recommender.n_items:  # else every line would get the same error
+        raise ValueError(f"-k {args.k} is more than the model's {recommender.n_items} items")
+    try:
+        source = contextlib.nullcontext(sys.stdin.buffer) if args.input == "-" else open(args.input, "rb")
+    except OSError as exc:
+        raise ValueError(f"cannot read {args.input}: {exc.strerror}") from None
+    # Read ahead by a bounded amount: a batch holds the lines read while the previous one ran.
+    lines: queue.Queue = queue.Queue(maxsize=2 * args.batch_size)
+    stop = threading.Event()
+    reader = threading.Thread(
+        target=_read_sessions, args=(source, lines, stop), name="srgnn-rt-recommend-reader", daemon=True,
+        kwargs=dict(max_line_bytes=args.max_line_bytes, raw_id_type=recommender.raw_id_type),
+    )
+    reader.start()
+    try:
+        _write_answers(recommender, lines, sys.stdout, args)
+    except BrokenPipeError:
+        # Whoever read the output is gone (``| head``): end quietly, with the status of a stage
+        # that SIGPIPE ended, and keep Python's final flush from writing to the closed pipe.
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise SystemExit(128 + signal.SIGPIPE) from None
+    finally:
+        stop.set()
+        with contextlib.suppress(queue.Empty):  # unblock the reader so that it ends
+            while True:
+                lines.get_nowait()
 
 
 def _cmd_quickstart(args: argparse.Namespace) -> None:
@@ -263,13 +383,21 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--overwrite", action="store_true")
     export.set_defaults(run=_cmd_export)
 
-    recommend = commands.add_parser("recommend", help="serve sessions from a bundle: JSON lines out")
+    recommend = commands.add_parser(
+        "recommend", help="serve sessions from a bundle: one JSON line out per line in, answered as each is read"
+    )
     recommend.add_argument("bundle")
     recommend.add_argument("input", nargs="?", default="-",
-                           help="sessions, one per line: a JSON array or comma-separated ids (default: stdin)")
+                           help="sessions, one per line: a JSON array or comma-separated ids (default: stdin); "
+                                'a line that is not one gets {"line": N, "error": "..."}')
     recommend.add_argument("-k", type=_positive_int, default=20)
     recommend.add_argument("--exclude-seen", action="store_true")
-    recommend.add_argument("--batch-size", type=_positive_int, default=256)
+    recommend.add_argument("--batch-size", type=_positive_int, default=256,
+                           help="most sessions per model call, from the lines already read (default 256)")
+    recommend.add_argument("--max-line-bytes", type=_positive_int, default=1 << 20,
+                           help="longer lines get an error line, unread (default 1 MiB)")
+    recommend.add_argument("--fail-fast", action="store_true",
+                           help="stop at the first bad line (exit 2) instead of answering it with an error line")
     recommend.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     recommend.add_argument("--threads", type=_positive_int)
     recommend.set_defaults(run=_cmd_recommend)

@@ -9,7 +9,11 @@ One test serves a real bundle.
 from __future__ import annotations
 
 import asyncio
+import gc
+import subprocess
+import sys
 import threading
+import weakref
 from concurrent.futures import CancelledError
 
 import numpy as np
@@ -17,7 +21,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from srgnn_rt.batcher import BatcherClosedError, MicroBatcher, QueueFullError
+from srgnn_rt import batcher as batcher_module
+from srgnn_rt.batcher import BatcherBrokenError, BatcherClosedError, MicroBatcher, QueueFullError
 
 
 def _echo(session, k, options) -> tuple:
@@ -49,6 +54,45 @@ class _EchoRecommender:
     @property
     def batch_sizes(self) -> list[int]:
         return [len(sessions) for sessions, _, _ in self.calls]
+
+
+class _CostedRecommender(_EchoRecommender):
+    """An ``_EchoRecommender`` whose requests cost their clicks, at most ``cut`` (as a recommender
+    that keeps the last ``cut`` clicks); a session holding 999 cannot be measured."""
+
+    def __init__(self, *, cut: int, gated: bool = False):
+        super().__init__(gated=gated)
+        self.cut = cut
+
+    def request_cost(self, session) -> int:
+        if 999 in session:
+            raise ValueError("unmeasurable")
+        return min(len(session), self.cut)
+
+
+class _Exploding(_EchoRecommender):
+    """An ``_EchoRecommender`` that raises ``error`` on any batch holding the item 999."""
+
+    def __init__(self, error: BaseException, *, gated: bool = False):
+        super().__init__(gated=gated)
+        self.error = error
+
+    def recommend(self, sessions, k=20, **options):
+        answers = super().recommend(sessions, k, **options)
+        if any(999 in session for session in sessions):
+            raise self.error
+        return answers
+
+
+class _Unsized:
+    """The session [7, 8] without a len()."""
+
+    def __iter__(self):
+        return iter([7, 8])
+
+
+def _worker_threads() -> set[threading.Thread]:
+    return {thread for thread in threading.enumerate() if thread.name.startswith("srgnn-rt-micro-batcher")}
 
 
 def _hold_worker(batcher: MicroBatcher, recommender: _EchoRecommender) -> None:
@@ -104,12 +148,12 @@ def test_an_error_reaches_only_the_request_that_caused_it():
         assert futures[0].result(timeout=10) == _echo([1, 2], 20, {})
         assert futures[2].result(timeout=10) == _echo([4], 20, {})
         assert futures[4].result(timeout=10) == _echo([7], 20, {})
-        # Retried alone, the bad session is session 0 of its call, as for a direct call.
+        # Retried in halves down to one, the bad session is session 0 of its call, as for a direct call.
         with pytest.raises(ValueError, match="session 0 has item id 0 at position 1"):
             futures[1].result(timeout=10)
         with pytest.raises(ValueError, match="session 0 has item id -5 at position 0"):
             futures[3].result(timeout=10)
-    assert recommender.batch_sizes == [1, 5, 1, 1, 1, 1, 1]
+    assert recommender.batch_sizes == [1, 5, 2, 1, 1, 3, 1, 2, 1, 1]
 
 
 def test_a_wrong_number_of_results_is_an_error_for_each_request():
@@ -240,14 +284,33 @@ def test_batched_answers_equal_one_direct_call_per_request(requests, max_batch):
         ({"max_batch": 0}, ValueError, "max_batch must be >= 1, got 0"),
         ({"max_batch": 2.5}, TypeError, "max_batch must be an int"),
         ({"max_queue": True}, TypeError, "max_queue must be an int"),
-        ({"max_wait_ms": -1}, ValueError, "max_wait_ms must be >= 0, got -1"),
-        ({"max_wait_ms": float("nan")}, ValueError, "max_wait_ms must be >= 0, got nan"),
+        ({"max_batch_cost": 0}, ValueError, "max_batch_cost must be >= 1, got 0"),
+        ({"max_batch_cost": np.bool_(True)}, TypeError, "max_batch_cost must be an int"),
+        ({"max_wait_ms": -1}, ValueError, r"max_wait_ms must be in 0..3600000 \(an hour\), got -1"),
+        ({"max_wait_ms": float("nan")}, ValueError, "max_wait_ms must be in 0..3600000 .*, got nan"),
+        ({"max_wait_ms": float("inf")}, ValueError, "max_wait_ms must be in 0..3600000 .*, got inf"),
+        ({"max_wait_ms": 9.3e12}, ValueError, "max_wait_ms must be in 0..3600000 .*, got 9300000000000.0"),
+        ({"max_wait_ms": 10**400}, ValueError, "max_wait_ms must be in 0..3600000"),
+        ({"max_wait_ms": True}, TypeError, "max_wait_ms must be a number of milliseconds, got True"),
         ({"max_wait_ms": "2"}, TypeError, "max_wait_ms must be a number of milliseconds, got '2'"),
+        ({"max_wait_ms": None}, TypeError, "max_wait_ms must be a number of milliseconds, got None"),
     ],
 )
 def test_bad_settings_are_rejected(kwargs, error, match):
     with pytest.raises(error, match=match):
         MicroBatcher(_EchoRecommender(), **kwargs)
+
+
+def test_numpy_settings_and_close_timeouts_are_accepted():
+    batcher = MicroBatcher(_EchoRecommender(), max_batch=np.int64(8), max_wait_ms=np.float32(1.5))
+    assert (batcher.max_batch, batcher.max_wait_ms) == (8, 1.5)
+    for bad, error in (("1", TypeError), (True, TypeError), (-1, ValueError), (float("nan"), ValueError)):
+        with pytest.raises(error, match="timeout must be None or"):
+            batcher.close(timeout=bad)
+    assert not batcher.closed
+    assert batcher.submit([1]).result(timeout=10) == _echo([1], 20, {})
+    batcher.close(timeout=float("inf"))
+    batcher.close(timeout=10**400)
 
 
 def test_bad_recommender_and_unhashable_options_are_rejected():
@@ -287,3 +350,203 @@ def test_serving_a_bundle_matches_direct_calls(synthetic_bundle):
     for answer, (session, k, flag) in zip(answers, requests):
         direct = recommender.recommend_one(session, k, exclude_seen=flag)
         assert _same_ranking(answer, direct)
+
+
+def test_a_costly_request_runs_alone_and_short_ones_do_not_wait_for_it():
+    long_gate = threading.Event()
+
+    class SlowOnLong(_EchoRecommender):
+        def recommend(self, sessions, k=20, **options):
+            if any(len(session) > 100 for session in sessions):
+                assert long_gate.wait(10), "test gate never opened"
+            return super().recommend(sessions, k, **options)
+
+    recommender = SlowOnLong()
+    with MicroBatcher(recommender, max_batch=15, max_batch_cost=64, max_wait_ms=60_000) as batcher:
+        huge = batcher.submit(list(range(1, 1001)))
+        small = [batcher.submit([i, i + 1, i + 2]) for i in range(1, 16)]
+        assert [f.result(timeout=10) for f in small] == [_echo([i, i + 1, i + 2], 20, {}) for i in range(1, 16)]
+        assert not huge.done()  # still running, alone
+        long_gate.set()
+        assert huge.result(timeout=10) == _echo(list(range(1, 1001)), 20, {})
+    assert sorted(recommender.batch_sizes) == [1, 15]
+    assert [tuple(range(1, 1001))] in [sessions for sessions, _, _ in recommender.calls]
+
+
+def test_batches_are_cut_by_count_times_the_costliest_request():
+    recommender = _EchoRecommender(gated=True)
+    lengths = [3, 3, 10, 3, 3, 3, 3, 20, 3, 3]
+    with MicroBatcher(recommender, max_batch=8, max_batch_cost=40, max_wait_ms=0.0) as batcher:
+        _hold_worker(batcher, recommender)
+        futures = [batcher.submit([n] * n) for n in lengths]
+        recommender.gate.set()
+        assert [f.result(timeout=10) for f in futures] == [_echo([n] * n, 20, {}) for n in lengths]
+    # [3, 3, 10, 3] costs 4 x 10; 20 clicks fit beside at most one other: the 3s behind it go first.
+    assert [[len(s) for s in sessions] for sessions, _, _ in recommender.calls[1:]] == [
+        [3, 3, 10, 3], [3, 3, 3, 3, 3], [20]]
+
+
+def test_the_recommenders_request_cost_is_used_and_an_unmeasurable_request_runs_alone():
+    recommender = _CostedRecommender(cut=4, gated=True)
+    with MicroBatcher(recommender, max_batch=64, max_batch_cost=64, max_wait_ms=0.0) as batcher:
+        _hold_worker(batcher, recommender)
+        long = [batcher.submit(list(range(1, 101))) for _ in range(16)]  # cost 4 each: one batch
+        odd = batcher.submit([1, 999])
+        recommender.gate.set()
+        assert all(f.result(timeout=10) == _echo(list(range(1, 101)), 20, {}) for f in long)
+        assert odd.result(timeout=10) == _echo([1, 999], 20, {})
+    assert sorted(recommender.batch_sizes) == [1, 1, 16]
+
+    plain = _EchoRecommender(gated=True)  # no request_cost: a request costs its len()
+    with MicroBatcher(plain, max_batch=64, max_batch_cost=64, max_wait_ms=0.0) as batcher:
+        _hold_worker(batcher, plain)
+        futures = [batcher.submit(list(range(1, 33))) for _ in range(4)] + [batcher.submit(_Unsized())]
+        plain.gate.set()
+        assert all(f.result(timeout=10) == _echo(list(range(1, 33)), 20, {}) for f in futures[:4])
+        assert futures[4].result(timeout=10) == _echo([7, 8], 20, {})  # no len(): alone
+    assert sorted(plain.batch_sizes) == [1, 1, 2, 2]
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    lengths=st.lists(st.integers(1, 40), min_size=1, max_size=40),
+    max_batch=st.integers(1, 8),
+    max_batch_cost=st.integers(1, 60),
+)
+def test_every_batch_fits_its_bounds_or_holds_one_request(lengths, max_batch, max_batch_cost):
+    sessions = [[index + 1] * n for index, n in enumerate(lengths)]  # request i holds only the item i + 1
+    recommender = _EchoRecommender(gated=True)
+    with MicroBatcher(recommender, max_batch=max_batch, max_batch_cost=max_batch_cost, max_wait_ms=0.0) as batcher:
+        _hold_worker(batcher, recommender)
+        futures = [batcher.submit(session) for session in sessions]
+        recommender.gate.set()
+        assert [f.result(timeout=10) for f in futures] == [_echo(s, 20, {}) for s in sessions]
+    calls = [[session[0] - 1 for session in call] for call, _, _ in recommender.calls[1:]]
+    assert sorted(index for call in calls for index in call) == list(range(len(lengths)))
+    for call in calls:
+        costs = [lengths[index] for index in call]
+        assert len(call) == 1 or (len(call) <= max_batch and len(call) * max(costs) <= max_batch_cost)
+        assert len(call) == 1 or max(costs) <= max_batch_cost  # a request over the budget runs alone
+    assert all(call == sorted(call) for call in calls)  # a batch keeps its requests' order of arrival
+
+
+def test_a_failed_batch_is_retried_in_halves():
+    recommender = _EchoRecommender(gated=True)
+    sessions = [[i] for i in range(1, 65)]
+    sessions[40] = [0]
+    with MicroBatcher(recommender, max_batch=64, max_wait_ms=0.0) as batcher:
+        _hold_worker(batcher, recommender)
+        futures = [batcher.submit(session) for session in sessions]
+        recommender.gate.set()
+        for future, session in zip(futures, sessions):
+            if session == [0]:
+                with pytest.raises(ValueError, match="session 0 has item id 0"):
+                    future.result(timeout=10)
+            else:
+                assert future.result(timeout=10) == _echo(session, 20, {})
+    # Each failing call splits in two: 13 calls where one call per request would take 65.
+    assert recommender.batch_sizes[1:] == [64, 32, 32, 16, 8, 8, 4, 2, 1, 1, 2, 4, 16]
+
+
+@pytest.mark.parametrize("error", [SystemExit(3), KeyboardInterrupt(), GeneratorExit()], ids=type)
+def test_a_base_exception_in_recommend_breaks_the_batcher_and_fails_every_request_it_held(error):
+    recommender = _Exploding(error, gated=True)
+    batcher = MicroBatcher(recommender, max_batch=2, max_wait_ms=0.0)
+    _hold_worker(batcher, recommender)
+    first, fatal, waiting = batcher.submit([2]), batcher.submit([999]), batcher.submit([3])
+    recommender.gate.set()
+    for future in (first, fatal, waiting):
+        with pytest.raises(BatcherBrokenError, match=f"worker stopped on {type(error).__name__}") as caught:
+            future.result(timeout=10)
+        assert caught.value.__cause__ is error
+    assert batcher.failure is error and batcher.closed
+    with pytest.raises(BatcherBrokenError, match="accepts no new requests"):
+        batcher.submit([4])
+    with pytest.raises(BatcherBrokenError):
+        batcher.close(timeout=10)
+    assert not any(thread.is_alive() for thread in batcher._threads)
+
+
+def test_a_bug_in_the_batcher_fails_every_accepted_request_instead_of_stranding_it(monkeypatch):
+    def broken_take(self, lane):
+        raise RuntimeError("a bug in the batcher")
+
+    monkeypatch.setattr(batcher_module._Worker, "_take", broken_take)
+    batcher = MicroBatcher(_EchoRecommender(), max_wait_ms=50.0)
+    futures = [batcher.submit([i]) for i in range(1, 6)]
+    for future in futures:
+        with pytest.raises(BatcherBrokenError, match="RuntimeError: a bug in the batcher"):
+            future.result(timeout=10)
+    with pytest.raises(BatcherBrokenError):
+        batcher.submit([1])
+    with pytest.raises(BatcherBrokenError, match="a bug in the batcher"):
+        with batcher:
+            pass
+
+
+def test_close_from_a_done_callback_on_the_worker_thread_does_not_deadlock():
+    recommender = _EchoRecommender(gated=True)
+    batcher = MicroBatcher(recommender)
+    _hold_worker(batcher, recommender)
+    future = batcher.submit([2])
+    called = threading.Event()
+    future.add_done_callback(lambda _: (batcher.close(), called.set()))
+    recommender.gate.set()
+    assert called.wait(10) and future.result() == _echo([2], 20, {})
+    with pytest.raises(BatcherClosedError):
+        batcher.submit([3])
+    batcher.close(timeout=10)
+
+
+def test_dropped_batchers_leave_no_thread_and_free_their_recommenders():
+    before = _worker_threads()
+    recommenders = []
+    for i in range(50):
+        recommender = _EchoRecommender()
+        batcher = MicroBatcher(recommender)
+        assert batcher.submit([i + 1]).result(timeout=10) == _echo([i + 1], 20, {})
+        recommenders.append(weakref.ref(recommender))
+    del batcher, recommender
+    gc.collect()
+    assert _worker_threads() == before
+    assert all(ref() is None for ref in recommenders)
+
+
+def test_a_dropped_batcher_still_answers_what_it_accepted():
+    before = _worker_threads()
+    recommender = _EchoRecommender(gated=True)
+    batcher = MicroBatcher(recommender, max_batch=2, max_wait_ms=0.0)
+    _hold_worker(batcher, recommender)
+    futures = [batcher.submit([i]) for i in range(2, 7)]
+    del batcher
+    gc.collect()
+    recommender.gate.set()
+    assert [f.result(timeout=10) for f in futures] == [_echo([i], 20, {}) for i in range(2, 7)]
+    for thread in _worker_threads() - before:
+        thread.join(10)
+        assert not thread.is_alive()
+
+
+def test_batchers_left_open_do_not_hold_up_interpreter_exit():
+    script = """if True:
+        import threading
+        from srgnn_rt.batcher import MicroBatcher
+
+        class Stuck:  # a recommender call that never returns
+            def recommend(self, sessions, k=20):
+                threading.Event().wait()
+
+        class Echo:
+            def recommend(self, sessions, k=20):
+                return list(sessions)
+
+        stuck = MicroBatcher(Stuck())
+        stuck.submit([1]), stuck.submit([2])
+        idle = MicroBatcher(Echo())
+        assert idle.submit([3]).result(timeout=10) == [3]
+        waiting = MicroBatcher(Echo(), max_batch=1000, max_wait_ms=3_600_000)
+        waiting.submit([4])
+        print("leaving", flush=True)
+    """
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout, done.stderr) == (0, "leaving\n", "")
