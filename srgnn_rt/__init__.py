@@ -19,6 +19,7 @@ _LAZY = {
     "MicroBatcher": "batcher",
     "QueueFullError": "batcher",
     "BatcherClosedError": "batcher",
+    "BatcherBrokenError": "batcher",
 }
 
 
@@ -33,6 +34,7 @@ def __getattr__(name: str):
 
 
 __all__ = [
+    "BatcherBrokenError",
     "BatcherClosedError",
     "CSRSessions",
     "MicroBatcher",
