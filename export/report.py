@@ -121,6 +121,9 @@ def baseline_report(
     return report
 
 
+LABELS = {"pop": "most popular"}  # printed names; the JSON keeps the short ones
+
+
 def _cell(estimate: dict) -> str:
     return f"{estimate['value']:.2f} [{estimate['low']:.2f}, {estimate['high']:.2f}]"
 
@@ -129,7 +132,7 @@ def format_table(report: dict) -> str:
     """The report as text: one block per cut-off K (models x metrics with 95 % intervals), then the
     paired comparisons."""
     models = report["models"]
-    label_width = max(len(name) for name in models) + 2
+    label_width = max(len(LABELS.get(name, name)) for name in models) + 2
     lines = [
         f"{report['split']} split: {report['prefixes']} prefixes of {report['sessions']} sessions; metrics in %, "
         f"[95 % interval: bootstrap over sessions, {report['bootstrap']['resamples']} resamples, "
@@ -141,7 +144,7 @@ def format_table(report: dict) -> str:
         lines.append(" " * label_width + "".join(f"{name:>22}" for name in names) + "   selected on")
         for label, entry in models.items():
             cells = "".join(f"{_cell(entry['metrics'][name]):>22}" for name in names)
-            lines.append(f"{label:<{label_width}}{cells}   {entry['selected_on']}")
+            lines.append(f"{LABELS.get(label, label):<{label_width}}{cells}   {entry['selected_on']}")
     comparisons = report.get("comparisons") or {}
     if comparisons:
         reference = report["reference"]
@@ -154,7 +157,8 @@ def format_table(report: dict) -> str:
                 p = "p<0.001" if d["p_value"] < 0.001 else f"p={d['p_value']:.3f}"
                 shown.append(f"{metric} {d['value']:+6.2f} [{d['low']:+6.2f}, {d['high']:+6.2f}] {p}{mark}")
             for begin in range(0, len(shown), 3):
-                lines.append(f"  {name if begin == 0 else '':<{label_width}}" + "   ".join(shown[begin : begin + 3]))
+                label = LABELS.get(name, name) if begin == 0 else ""
+                lines.append(f"  {label:<{label_width}}" + "   ".join(shown[begin : begin + 3]))
     return "\n".join(lines)
 
 

@@ -283,7 +283,7 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--split", default="test", choices=("train", "test"))
     evaluate.add_argument("--batch-size", type=_positive_int, default=100)
     evaluate.add_argument("--device", default="auto")
-    _report_options(evaluate, baselines_default=None)
+    _report_options(evaluate, baselines_default="pop")
     evaluate.set_defaults(run=_cmd_evaluate)
 
     baselines = commands.add_parser("baselines", help="baselines alone on a prepared dataset's test split")

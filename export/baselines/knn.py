@@ -202,6 +202,7 @@ class _KNN:
         rows_2d = np.broadcast_to(np.arange(n_rows)[:, None], candidate.shape)
         sim = np.full(candidate.shape, -np.inf)
         sim[present] = self._similarity(weight[present], q, rows_2d[present], candidate[present])
+        sim = np.round(sim, 12)  # sums in another order must not break ties differently
         chosen = _top_k_mask(sim, self.k) & (sim > 0)
         rows, sessions = rows_2d[chosen], candidate[chosen]
         return self._item_scores(q, n_rows, rows, sessions, sim[chosen])

@@ -6,13 +6,11 @@ A prepared split stores, for each session ``s`` of length L, the prefixes
 themselves, and the confidence intervals need to know which prefixes share a
 session. Prefix ``i`` continues the session of prefix ``i - 1`` when it is that
 prefix without its last click and its target is that last click; a session is
-its longest prefix plus that prefix's target. Two consequences, both harmless:
-
-- with ``prepare --fraction``, the oldest kept session may have lost its longest
-  prefixes; what is rebuilt is the part the prefixes still show;
-- a session equal to the previous session without its last click would be
-  merged into it (the rule cannot tell them apart); this needs two sessions
-  with identical clicks back to back in date order.
+its longest prefix plus that prefix's target. Every session ends with its
+one-click prefix, which no prefix of the next session can continue, so the
+sessions come back exactly; with ``prepare --fraction`` the oldest kept
+session may have lost its longest prefixes, and what comes back is the part
+its remaining prefixes show.
 
 Sessions keep the date order of the split (index 0 = oldest), which is the only
 notion of time a prepared dataset keeps.
