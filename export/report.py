@@ -124,6 +124,15 @@ def baseline_report(
 LABELS = {"pop": "most popular"}  # printed names; the JSON keeps the short ones
 
 
+def _runtime(label: str, entry: dict) -> str:
+    parts = [f"rank {entry['rank_seconds']:.1f}"]
+    if "fit_seconds" in entry:
+        parts.insert(0, f"fit {entry['fit_seconds']:.1f}")
+    if entry.get("search"):
+        parts.append(f"search {sum(trial['seconds'] for trial in entry['search']):.1f}")
+    return f"{label} {' + '.join(parts)}"
+
+
 def _cell(estimate: dict) -> str:
     return f"{estimate['value']:.2f} [{estimate['low']:.2f}, {estimate['high']:.2f}]"
 
@@ -145,6 +154,8 @@ def format_table(report: dict) -> str:
         for label, entry in models.items():
             cells = "".join(f"{_cell(entry['metrics'][name]):>22}" for name in names)
             lines.append(f"{LABELS.get(label, label):<{label_width}}{cells}   {entry['selected_on']}")
+    lines.append("")
+    lines.append("seconds: " + "; ".join(_runtime(LABELS.get(name, name), entry) for name, entry in models.items()))
     comparisons = report.get("comparisons") or {}
     if comparisons:
         reference = report["reference"]
