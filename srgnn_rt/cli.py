@@ -93,7 +93,8 @@ def _cmd_train(args: argparse.Namespace) -> None:
 def _cmd_evaluate(args: argparse.Namespace) -> None:
     evaluate = _torch_side("evaluate")
     report_module = _torch_side("report")
-    baselines = _torch_side("baselines").parse_baselines(args.baselines) if args.baselines else ()
+    names = args.baselines or ("pop" if args.split == "test" else "")  # baselines only rank the test split
+    baselines = _torch_side("baselines").parse_baselines(names) if names else ()
     report = evaluate.evaluate_run(
         args.run_dir, args.data_dir, split=args.split, ks=tuple(args.ks), batch_size=args.batch_size,
         device=args.device, baselines=baselines, search=not args.no_search, select_metric=args.select_metric,
@@ -208,8 +209,8 @@ def _positive_int(text: str) -> int:
 
 def _report_options(parser: argparse.ArgumentParser, baselines_default: str | None) -> None:
     parser.add_argument("--baselines", default=baselines_default, metavar="NAMES",
-                        help="comma-separated: pop,sr,sknn,vsknn,stan,vstan, or all"
-                        + (f" (default: {baselines_default})" if baselines_default else ""))
+                        help="comma-separated: pop,sr,sknn,vsknn,stan,vstan, or all "
+                        f"(default: {baselines_default or 'pop on the test split'})")
     parser.add_argument("--no-search", action="store_true",
                         help="baselines keep their published defaults (no validation search)")
     parser.add_argument("--select-metric", default="HR@20", help="validation metric of the baseline search")
@@ -283,7 +284,7 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--split", default="test", choices=("train", "test"))
     evaluate.add_argument("--batch-size", type=_positive_int, default=100)
     evaluate.add_argument("--device", default="auto")
-    _report_options(evaluate, baselines_default="pop")
+    _report_options(evaluate, baselines_default=None)
     evaluate.set_defaults(run=_cmd_evaluate)
 
     baselines = commands.add_parser("baselines", help="baselines alone on a prepared dataset's test split")
