@@ -96,7 +96,7 @@ def add_baselines(report: dict, bootstrap: SessionBootstrap, dataset: PreparedDa
         report["models"][result.name] = model_entry(
             result.ranks, result.top_k, bootstrap, dataset.item_counts, ks, selected_on,
             params=result.params, search=result.search, fit_seconds=result.fit_seconds,
-            rank_seconds=result.rank_seconds,
+            rank_seconds=result.rank_seconds, cpu_seconds=result.cpu_seconds,
         )
         if reference_ranks is not None:
             report.setdefault("comparisons", {})[result.name] = compare(reference_ranks, result.ranks, bootstrap, ks)
@@ -128,9 +128,12 @@ def _runtime(label: str, entry: dict) -> str:
     parts = [f"rank {entry['rank_seconds']:.1f}"]
     if "fit_seconds" in entry:
         parts.insert(0, f"fit {entry['fit_seconds']:.1f}")
+    text = f"{label} {' + '.join(parts)}"
+    if "cpu_seconds" in entry:
+        text += f" ({entry['cpu_seconds']:.1f} CPU)"
     if entry.get("search"):
-        parts.append(f"search {sum(trial['seconds'] for trial in entry['search']):.1f}")
-    return f"{label} {' + '.join(parts)}"
+        text += f", search {sum(trial['seconds'] for trial in entry['search']):.1f}"
+    return text
 
 
 def _cell(estimate: dict) -> str:
@@ -155,7 +158,7 @@ def format_table(report: dict) -> str:
             cells = "".join(f"{_cell(entry['metrics'][name]):>22}" for name in names)
             lines.append(f"{LABELS.get(label, label):<{label_width}}{cells}   {entry['selected_on']}")
     lines.append("")
-    lines.append("seconds: " + "; ".join(_runtime(LABELS.get(name, name), entry) for name, entry in models.items()))
+    lines.append("seconds (wall): " + "; ".join(_runtime(LABELS.get(name, name), entry) for name, entry in models.items()))
     comparisons = report.get("comparisons") or {}
     if comparisons:
         reference = report["reference"]
