@@ -153,9 +153,9 @@ def format_table(report: dict) -> str:
     for k in report["ks"]:
         names = [f"{metric}@{k}" for metric in ("HR", "MRR", "NDCG", "Coverage", "Popularity")]
         lines.append("")
-        lines.append(" " * label_width + "".join(f"{name:>22}" for name in names) + "   selected on")
+        lines.append(" " * label_width + "".join(f"{name:>24}" for name in names) + "   selected on")
         for label, entry in models.items():
-            cells = "".join(f"{_cell(entry['metrics'][name]):>22}" for name in names)
+            cells = "".join(f"{_cell(entry['metrics'][name]):>24}" for name in names)
             lines.append(f"{LABELS.get(label, label):<{label_width}}{cells}   {entry['selected_on']}")
     lines.append("")
     lines.append("seconds (wall): " + "; ".join(_runtime(LABELS.get(name, name), entry) for name, entry in models.items()))
