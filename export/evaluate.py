@@ -1,14 +1,18 @@
-"""Evaluation with the paper's metrics, beside a most-popular baseline.
+"""Evaluation with the paper's metrics, beside baselines, with confidence intervals.
 
 Ranking is over items 1..n as the authors do. A target's rank is 1 + the number
 of items the model scores strictly higher (float ties are vanishingly rare);
 the most-popular list breaks count ties by internal id, as the runtime's
-popularity fallback serves it.
+popularity fallback serves it. Baselines (``baselines/``) rank the same test
+prefixes; every figure gets a 95 % interval from a bootstrap over test sessions
+and each baseline a paired comparison with SR-GNN (``report.py``).
 """
 
 from __future__ import annotations
 
+import json
 import os
+import time
 
 import numpy as np
 import torch
@@ -18,9 +22,10 @@ from srgnn_rt.metrics import RankingMetrics
 
 from .batches import BatchLoader
 from .model import SRGNN
-from .run import load_run, load_run_config, resolve_device
+from .report import DEFAULT_KS, add_baselines, model_entry, new_report
+from .run import METRICS_FILENAME, load_run, load_run_config, resolve_device
 
-DEFAULT_KS = (10, 20, 50)
+REFERENCE = "SR-GNN"
 
 
 @torch.no_grad()
@@ -34,6 +39,19 @@ def evaluate_model(model: SRGNN, loader: BatchLoader, ks=DEFAULT_KS) -> dict[str
         ranks = (scores > target_scores).sum(dim=1) + 1
         metrics.update_ranks(ranks.cpu().numpy())
     return metrics.result()
+
+
+@torch.no_grad()
+def model_predictions(model: SRGNN, loader: BatchLoader, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """``ranks: int64[P]`` (ties go to the target) and ``top_k: int64[P, min(k, n_items)]`` internal ids."""
+    model.eval()
+    ranks, tops = [], []
+    for items, adjacency, alias, mask, targets in loader.batches():
+        scores = model(items, adjacency, alias, mask)
+        target_scores = scores.gather(1, (targets - 1).unsqueeze(1))
+        ranks.append(((scores > target_scores).sum(dim=1) + 1).cpu().numpy())
+        tops.append((scores.topk(min(k, scores.shape[1]), dim=1).indices + 1).cpu().numpy())
+    return np.concatenate(ranks).astype(np.int64), np.concatenate(tops).astype(np.int64)
 
 
 def popularity_ranking(item_counts: np.ndarray) -> np.ndarray:
@@ -53,6 +71,26 @@ def popularity_metrics(item_counts: np.ndarray, split: PrefixSplit, ks=DEFAULT_K
     return metrics.result()
 
 
+def run_selection(run_dir: str | os.PathLike) -> str:
+    """How the run's checkpoint was chosen, as ``train`` recorded it (metrics.json, else config.json)."""
+    path = os.path.join(os.fspath(run_dir), METRICS_FILENAME)
+    selection = None
+    if os.path.exists(path):
+        with open(path) as f:
+            metrics = json.load(f)
+        selection = metrics.get("selection")
+        metric = metrics.get("selection_metric")
+        epoch = ((metrics.get("best") or {}).get("checkpoint") or {}).get("epoch")
+    if selection is None:
+        selection, metric, epoch = load_run_config(run_dir).get("selection"), None, None
+    if selection is None:
+        return "unknown (no selection recorded)"
+    text = f"{selection} split"
+    if metric:
+        text += f" ({metric})"
+    return text + (f", epoch {epoch}" if epoch else "")
+
+
 def evaluate_run(
     run_dir: str | os.PathLike,
     data_dir: str | os.PathLike,
@@ -61,14 +99,23 @@ def evaluate_run(
     ks=DEFAULT_KS,
     batch_size: int = 100,
     device: str = "auto",
+    baselines=(),
+    search: bool = True,
+    select_metric: str = "HR@20",
+    n_resamples: int = 1000,
+    seed: int = 0,
+    log=None,
 ) -> dict:
-    """Metrics of a run's best model and of most-popular on a prepared split.
+    """Metrics of a run's best model, of most-popular and of ``baselines`` on a prepared split.
 
-    Returns ``{"split", "prefixes", "model": {...}, "most_popular": {...}}`` with
-    metrics in percent under keys like ``"HR@20"``.
+    Returns the report of ``report.py`` (``"models"``, ``"comparisons"``, ...) plus, as before,
+    ``"model"`` and ``"most_popular"``: plain metrics in percent under keys like ``"HR@20"``.
     """
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    if baselines and split != "test":
+        raise ValueError("baselines are chosen on a validation split carved from train: evaluate them on test")
+    ks = tuple(ks)
     dataset = PreparedDataset.load(data_dir)
     run_config = load_run_config(run_dir)
     torch_device = resolve_device(device)
@@ -78,6 +125,7 @@ def evaluate_run(
             f"run {run_dir} was trained on {model.config.n_items} items but {data_dir} has {dataset.vocab.n_items}"
         )
     prefixes = getattr(dataset, split)
+    report, bootstrap = new_report(split, prefixes, ks, n_resamples, seed)
     loader = BatchLoader(
         prefixes,
         n_items=dataset.vocab.n_items,
@@ -86,9 +134,16 @@ def evaluate_run(
         max_length=run_config["train"]["max_length"],
         edge_weight=run_config["train"]["edge_weight"],
     )
-    return {
-        "split": split,
-        "prefixes": len(prefixes),
-        "model": evaluate_model(model, loader, ks),
-        "most_popular": popularity_metrics(dataset.item_counts, prefixes, ks),
-    }
+    started = time.perf_counter()
+    ranks, top_k = model_predictions(model, loader, max(ks))
+    selection = run_selection(run_dir)
+    report["selection"] = selection
+    report["reference"] = REFERENCE
+    report["models"][REFERENCE] = model_entry(ranks, top_k, bootstrap, dataset.item_counts, ks, selection,
+                                              rank_seconds=time.perf_counter() - started)
+    report["model"] = {name: value["value"] for name, value in report["models"][REFERENCE]["metrics"].items()
+                       if name.split("@")[0] in ("HR", "MRR", "NDCG")}
+    report["most_popular"] = popularity_metrics(dataset.item_counts, prefixes, ks)
+    if baselines:
+        add_baselines(report, bootstrap, dataset, baselines, ks, search, select_metric, log, ranks)
+    return report

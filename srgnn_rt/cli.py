@@ -27,7 +27,7 @@ def _torch_side(module: str):
     try:
         return importlib.import_module(f"srgnn_rt_torch.{module}")
     except ModuleNotFoundError as exc:
-        if exc.name and exc.name.split(".")[0] in ("torch", "onnx", "onnxscript", "tqdm"):
+        if exc.name and exc.name.split(".")[0] in ("torch", "onnx", "onnxscript", "tqdm", "scipy"):
             raise SystemExit(
                 f"srgnn-rt: this command needs the training extra ({exc.name} is not installed): "
                 "pip install 'srgnn-rt[train]'"
@@ -111,18 +111,53 @@ def _cmd_train(args: argparse.Namespace) -> None:
 
 def _cmd_evaluate(args: argparse.Namespace) -> None:
     evaluate = _torch_side("evaluate")
+    report_module = _torch_side("report")
+    names = args.baselines or ("pop" if args.split == "test" else "")  # baselines only rank the test split
+    baselines = _torch_side("baselines").parse_baselines(names) if names else ()
     report = evaluate.evaluate_run(
         args.run_dir, args.data_dir, split=args.split, ks=tuple(args.ks), batch_size=args.batch_size,
-        device=args.device,
+        device=args.device, baselines=baselines, search=not args.no_search, select_metric=args.select_metric,
+        n_resamples=args.resamples, seed=args.seed, log=None if args.json else _progress,
     )
+    _show_report(report_module, report, args)
+
+
+def _progress(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _show_report(report_module, report: dict, args: argparse.Namespace) -> None:
+    if args.plots:
+        report["plots"] = report_module.write_plots(report, args.plots)
     if args.json:
         print(json.dumps(report, indent=2))
         return
-    names = list(report["model"])
-    print(f"{report['split']} split, {report['prefixes']} prefixes (metrics in %)")
-    print(f"{'':>14}" + "".join(f"{name:>10}" for name in names))
-    for label, key in (("SR-GNN", "model"), ("most popular", "most_popular")):
-        print(f"{label:>14}" + "".join(f"{report[key][name]:>10.2f}" for name in names))
+    print(report_module.format_table(report))
+    if args.plots:
+        print(f"plots: {', '.join(report['plots'])}")
+
+
+def _cmd_baselines(args: argparse.Namespace) -> None:
+    report_module = _torch_side("report")
+    report = report_module.baseline_report(
+        args.data_dir, _torch_side("baselines").parse_baselines(args.baselines), ks=tuple(args.ks),
+        search=not args.no_search, select_metric=args.select_metric, n_resamples=args.resamples, seed=args.seed,
+        log=None if args.json else _progress,
+    )
+    _show_report(report_module, report, args)
+
+
+def _cmd_runs(args: argparse.Namespace) -> None:
+    report_module = _torch_side("report")
+    evaluations = None
+    if args.data:
+        evaluate = _torch_side("evaluate")
+        evaluations = [
+            evaluate.evaluate_run(run_dir, args.data, device=args.device, n_resamples=10)["model"]
+            for run_dir in args.run_dirs
+        ]
+    summary = report_module.summarize_runs(args.run_dirs, evaluations)
+    print(json.dumps(summary, indent=2) if args.json else report_module.format_runs(summary))
 
 
 def _cmd_export(args: argparse.Namespace) -> None:
@@ -304,6 +339,20 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _report_options(parser: argparse.ArgumentParser, baselines_default: str | None) -> None:
+    parser.add_argument("--baselines", default=baselines_default, metavar="NAMES",
+                        help="comma-separated: pop,sr,sknn,vsknn,stan,vstan, or all "
+                        f"(default: {baselines_default or 'pop on the test split'})")
+    parser.add_argument("--no-search", action="store_true",
+                        help="baselines keep their published defaults (no validation search)")
+    parser.add_argument("--select-metric", default="HR@20", help="validation metric of the baseline search")
+    parser.add_argument("--ks", type=_positive_int, nargs="+", default=[10, 20, 50])
+    parser.add_argument("--resamples", type=_positive_int, default=1000, help="bootstrap resamples")
+    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    parser.add_argument("--plots", metavar="DIR", help="write HR@K / MRR@K against K, one PNG per model")
+    parser.add_argument("--json", action="store_true")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="srgnn-rt", description="SR-GNN session-based recommendation: prepare, train, export, serve."
@@ -366,15 +415,29 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--quiet", action="store_true", help="no progress bars")
     train.set_defaults(run=_cmd_train)
 
-    evaluate = commands.add_parser("evaluate", help="HR/MRR/NDCG@K of a run, beside most-popular")
+    evaluate = commands.add_parser(
+        "evaluate", help="HR/MRR/NDCG/Coverage/Popularity@K of a run with 95%% intervals, beside baselines"
+    )
     evaluate.add_argument("run_dir")
     evaluate.add_argument("data_dir")
     evaluate.add_argument("--split", default="test", choices=("train", "test"))
-    evaluate.add_argument("--ks", type=_positive_int, nargs="+", default=[10, 20, 50])
     evaluate.add_argument("--batch-size", type=_positive_int, default=100)
     evaluate.add_argument("--device", default="auto")
-    evaluate.add_argument("--json", action="store_true")
+    _report_options(evaluate, baselines_default=None)
     evaluate.set_defaults(run=_cmd_evaluate)
+
+    baselines = commands.add_parser("baselines", help="baselines alone on a prepared dataset's test split")
+    baselines.add_argument("data_dir")
+    _report_options(baselines, baselines_default="all")
+    baselines.set_defaults(run=_cmd_baselines)
+
+    runs = commands.add_parser("runs", help="mean ± sd of the metrics of several training runs (seeds)")
+    runs.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    runs.add_argument("--data", help="evaluate every run on this prepared dataset's test split "
+                                     "(default: the checkpoint metrics each run recorded)")
+    runs.add_argument("--device", default="auto")
+    runs.add_argument("--json", action="store_true")
+    runs.set_defaults(run=_cmd_runs)
 
     export = commands.add_parser("export", help="a run's best model -> a verified ONNX bundle")
     export.add_argument("run_dir")

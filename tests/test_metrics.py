@@ -1,4 +1,5 @@
-"""Tests of srgnn_rt.metrics: hand examples, a brute-force reference, input validation."""
+"""Tests of srgnn_rt.metrics: hand examples, a brute-force reference, input validation, and the
+session bootstrap's coverage of the true value on simulated clustered data."""
 
 from __future__ import annotations
 
@@ -9,7 +10,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from srgnn_rt.metrics import RankingMetrics, ranking_metrics, target_ranks
+from srgnn_rt.metrics import (
+    RankingMetrics,
+    SessionBootstrap,
+    coverage,
+    per_prediction_metrics,
+    popularity,
+    ranking_metrics,
+    target_ranks,
+)
 
 
 def _brute_rank(row: list[float], target: int) -> int:
@@ -159,3 +168,92 @@ def test_rank_and_k_validation():
         RankingMetrics(ks=(20, 20))
     with pytest.raises(ValueError, match="ks is empty"):
         RankingMetrics(ks=())
+
+
+def test_per_prediction_metrics_average_to_ranking_metrics():
+    ranks = np.array([1, 2, 5, 30, 3])
+    values = per_prediction_metrics(ranks, ks=(2, 20))
+    assert values["MRR@2"].tolist() == pytest.approx([100, 50, 0, 0, 0])
+    assert values["NDCG@20"][2] == pytest.approx(100 / math.log2(6))
+    means = {name: float(v.mean()) for name, v in values.items()}
+    assert means == pytest.approx(ranking_metrics(ranks, ks=(2, 20)))
+
+
+def test_popularity_and_coverage_hand_example():
+    counts = np.array([0, 10, 5, 0, 1])  # item 1 is the most clicked
+    top = np.array([[1, 2], [2, 4], [2, 1]])
+    # popularity: means of count / 10 over each list: (1 + .5) / 2, (.5 + .1) / 2, (.5 + 1) / 2
+    assert popularity(top, counts, k=2).tolist() == pytest.approx([75.0, 30.0, 75.0])
+    assert popularity(top, counts, k=1).tolist() == pytest.approx([100.0, 50.0, 50.0])
+    assert coverage(top, n_items=4, k=2) == pytest.approx(75.0)  # items 1, 2, 4 of 4
+    assert coverage(top, n_items=4, k=1) == pytest.approx(50.0)
+    with pytest.raises(ValueError, match="outside 1..4"):
+        coverage(np.array([[5]]), n_items=4, k=1)
+    with pytest.raises(ValueError, match="K = 3 needs 3"):
+        popularity(top, counts, k=3)
+
+
+def _clustered_trial(rng, n_sessions=80):
+    """Prefixes of one session share its hit probability (strong within-session correlation).
+    The true mean HR is 25 %: E[p] = 0.5 / (0.5 + 1.5), independent of session length."""
+    p = rng.beta(0.5, 1.5, size=n_sessions)
+    groups = np.repeat(np.arange(n_sessions), rng.integers(1, 8, size=n_sessions))
+    return groups, 100.0 * (rng.random(len(groups)) < p[groups])
+
+
+def test_session_bootstrap_covers_the_true_value_at_its_nominal_rate():
+    """Seeded simulation, so the rates are fixed numbers (0.945 and 0.815 here); the bounds leave
+    room for platform rounding, not for chance. Resampling prefixes instead of sessions
+    under-covers: that is why sessions are resampled."""
+    rng = np.random.default_rng(123)
+    by_session = by_prefix = 0
+    trials = 200
+    for trial in range(trials):
+        groups, hits = _clustered_trial(rng)
+        session = SessionBootstrap(groups, n_resamples=400, seed=trial).mean(hits)
+        prefix = SessionBootstrap(np.arange(len(groups)), n_resamples=400, seed=trial).mean(hits)
+        by_session += session.low <= 25.0 <= session.high
+        by_prefix += prefix.low <= 25.0 <= prefix.high
+    assert 0.91 <= by_session / trials <= 0.98
+    assert by_prefix / trials < 0.88
+
+
+def test_bootstrap_is_seeded_and_paired():
+    rng = np.random.default_rng(0)
+    groups, a = _clustered_trial(rng)
+    b = np.where(rng.random(len(a)) < 0.9, a, 100.0 - a)
+    first = SessionBootstrap(groups, n_resamples=300, seed=7)
+    again = SessionBootstrap(groups, n_resamples=300, seed=7)
+    assert first.mean(a) == again.mean(a)
+    assert first.mean(a).value == pytest.approx(a.mean())
+    same = first.difference(a, a)
+    assert (same.value, same.low, same.high, same.p_value) == (0.0, 0.0, 0.0, 1.0)
+    assert not same.significant
+    better = first.difference(a + 10.0, a)  # 10 points better everywhere: significant
+    assert better.low == pytest.approx(10.0) and better.high == pytest.approx(10.0)
+    assert better.significant and better.p_value == 0.0
+    mixed = first.difference(a, b)
+    assert mixed.low <= mixed.value <= mixed.high
+
+
+def test_coverage_interval_is_the_session_jackknife():
+    # sessions 0, 1, 2; items only session 0 recommends: {3}; only session 2: {4, 5}
+    groups = np.array([0, 0, 1, 2])
+    top = np.array([[1, 3], [1, 2], [1, 2], [4, 5]])
+    estimate = SessionBootstrap(groups, n_resamples=50).coverage(top, n_items=10, k=2)
+    assert estimate.value == pytest.approx(50.0)
+    leave_one_out = np.array([40.0, 50.0, 30.0])
+    spread = math.sqrt(2 / 3 * ((leave_one_out - leave_one_out.mean()) ** 2).sum())
+    assert estimate.low == pytest.approx(50.0 - 1.959964 * spread, abs=1e-4)
+    assert estimate.high == pytest.approx(50.0 + 1.959964 * spread, abs=1e-4)
+
+
+def test_bootstrap_validation():
+    with pytest.raises(ValueError, match="non-empty int"):
+        SessionBootstrap(np.array([], dtype=np.int64))
+    with pytest.raises(ValueError, match="n_resamples"):
+        SessionBootstrap(np.array([0, 1]), n_resamples=5)
+    with pytest.raises(ValueError, match="one per prediction"):
+        SessionBootstrap(np.array([0, 1])).mean(np.array([1.0]))
+    with pytest.raises(ValueError, match="differ in shape"):
+        SessionBootstrap(np.array([0, 1])).difference(np.zeros(2), np.zeros(3))
