@@ -158,6 +158,22 @@ def _cmd_recommend(args: argparse.Namespace) -> None:
             flush()
 
 
+def _cmd_triton(args: argparse.Namespace) -> None:
+    from .engines.triton import write_repository
+
+    python_path = list(args.python_path)
+    if args.local_server_env:
+        from .engines.triton_server import server_python_path
+
+        python_path += server_python_path()
+    model_dir = write_repository(
+        args.bundle, args.repo_dir, name=args.name, max_batch=args.max_batch,
+        max_queue_delay_us=args.max_queue_delay_us, instances=args.instances, kind=args.kind,
+        threads=args.threads, python_path=python_path, overwrite=args.overwrite,
+    )
+    print(f"wrote Triton model {model_dir} (serve with: tritonserver --model-repository {model_dir.parent})")
+
+
 def _cmd_quickstart(args: argparse.Namespace) -> None:
     quickstart = _torch_side("quickstart")
     given = {name: getattr(args, name) for name in ("sessions", "items", "epochs", "seed", "device", "threads")}
@@ -254,6 +270,24 @@ def _parser() -> argparse.ArgumentParser:
     recommend.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     recommend.add_argument("--threads", type=_positive_int)
     recommend.set_defaults(run=_cmd_recommend)
+
+    triton = commands.add_parser("triton", help="a bundle -> a Triton model repository (Python backend)")
+    triton.add_argument("bundle")
+    triton.add_argument("repo_dir", help="model repository; the model goes to REPO_DIR/NAME, other models stay")
+    triton.add_argument("--name", default="srgnn", help="model name (default srgnn)")
+    triton.add_argument("--max-batch", type=_positive_int, default=64, help="requests per batch (default 64)")
+    triton.add_argument("--max-queue-delay-us", type=int, default=1000,
+                        help="dynamic batcher's wait to fill a batch (default 1000)")
+    triton.add_argument("--instances", type=_positive_int, default=1, help="model instances (default 1)")
+    triton.add_argument("--kind", choices=("cpu", "gpu"), default="cpu", help="instance kind (default cpu)")
+    triton.add_argument("--threads", type=_positive_int, help="onnxruntime threads per instance")
+    triton.add_argument("--python-path", action="append", default=[], metavar="DIR",
+                        help="absolute directory put first on the server Python's sys.path (repeatable)")
+    triton.add_argument("--local-server-env", action="store_true",
+                        help="for the tritonserver of nvidia-pytriton on this machine: add a numpy<2 directory "
+                             "(built once under ~/.cache/srgnn-rt) and this srgnn_rt to the python path")
+    triton.add_argument("--overwrite", action="store_true")
+    triton.set_defaults(run=_cmd_triton)
 
     quickstart = commands.add_parser("quickstart", help="synthetic data -> prepare -> train -> export -> serve")
     quickstart.add_argument("--workdir", default="srgnn-quickstart")

@@ -86,6 +86,11 @@ class LocalTritonServer:
         self._process: subprocess.Popen | None = None
 
     @property
+    def pid(self) -> int | None:
+        """Process id of the running ``tritonserver`` (None when stopped)."""
+        return self._process.pid if self._process else None
+
+    @property
     def log(self) -> str:
         path = self._workdir / "server.log" if self._workdir else None
         return path.read_text(errors="replace") if path and path.exists() else ""
