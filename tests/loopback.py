@@ -25,8 +25,8 @@ def process_tree(pid: int) -> set[int]:
     return tree
 
 
-def tcp_sockets(pids: set[int]) -> list[tuple[str, str, str]]:
-    """(state, local address, peer address) of every TCP socket the processes ``pids`` hold."""
+def tcp_sockets(pids: set[int]) -> list[tuple[str, str, str, str]]:
+    """(state, local address, peer address, process name) of every TCP socket the processes ``pids`` hold."""
     if shutil.which("ss") is None:
         pytest.skip("ss (iproute2) is not installed, so the sockets of the server cannot be listed")
     lines = subprocess.run(["ss", "-tanpH"], capture_output=True, text=True, check=True).stdout.splitlines()
@@ -35,11 +35,11 @@ def tcp_sockets(pids: set[int]) -> list[tuple[str, str, str]]:
         owners = {int(p) for p in re.findall(r"pid=(\d+)", line)}
         if owners & pids:
             state, _, _, local, peer = line.split()[:5]
-            sockets.append((state, local, peer))
+            sockets.append((state, local, peer, re.search(r'\(\("([^"]*)"', line).group(1)))
     return sockets
 
 
-def off_loopback(sockets: list[tuple[str, str, str]]) -> list[tuple[str, str, str]]:
+def off_loopback(sockets: list[tuple[str, str, str, str]]) -> list[tuple[str, str, str, str]]:
     """The sockets bound to, or talking with, an address other than loopback."""
     def host(address: str) -> str:
         return address.rsplit(":", 1)[0]

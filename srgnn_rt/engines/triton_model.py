@@ -2,9 +2,10 @@
 
 A thin adapter: ``initialize`` loads the bundle beside this file once per model
 instance with ``srgnn_rt.Recommender.load`` (checksums verified); ``execute``
-answers all requests of a Triton batch with one ``Recommender.recommend`` call
-per distinct ``(k, exclude_seen)`` and one response per request. A request the
-runtime refuses gets a Triton error of its own; the others are still answered.
+answers all requests of a Triton batch through ``srgnn_rt.engines.answers`` (one
+``Recommender.recommend`` call per distinct ``(k, exclude_seen)``), one response
+per request. A request the runtime refuses gets a Triton error of its own; the
+others are still answered.
 
 Per request (Triton adds the leading batch dimension of 1):
 inputs  ``session``: INT64[n] or BYTES[n] (the model's raw id type), ``k``: INT64[1]
@@ -32,6 +33,7 @@ import numpy as np  # noqa: E402
 import triton_python_backend_utils as pb_utils  # noqa: E402
 
 from srgnn_rt import Recommender  # noqa: E402
+from srgnn_rt.engines.answers import Request, answer  # noqa: E402
 
 _DEFAULT_K = 20
 
@@ -47,33 +49,19 @@ class TritonPythonModel:
 
     def execute(self, requests):
         responses = [None] * len(requests)
-        groups = {}
+        valid, batch = [], []
         for index, request in enumerate(requests):
             try:
-                session, k, exclude_seen = self._read(request)
+                batch.append(self._read(request))
+                valid.append(index)
             except (TypeError, ValueError) as exc:
                 responses[index] = _error(exc)
-                continue
-            groups.setdefault((k, exclude_seen), []).append((index, session))
-        for (k, exclude_seen), members in groups.items():
-            try:
-                results = self.recommender.recommend([s for _, s in members], k, exclude_seen=exclude_seen)
-            except (TypeError, ValueError):
-                results = None  # one bad session: answer each alone, so only it fails
-            for position, (index, session) in enumerate(members):
-                if results is None:
-                    try:
-                        result = self.recommender.recommend([session], k, exclude_seen=exclude_seen)[0]
-                    except (TypeError, ValueError) as exc:
-                        responses[index] = _error(exc)
-                        continue
-                else:
-                    result = results[position]
-                responses[index] = self._response(result)
+        for index, result in zip(valid, answer(self.recommender, batch)):
+            responses[index] = _error(result) if isinstance(result, Exception) else self._response(result)
         return responses
 
     def _read(self, request):
-        """(raw ids, k, exclude_seen) of one request; ValueError when a tensor is malformed."""
+        """The ``Request`` of one Triton request; ValueError when a tensor is malformed."""
         session = pb_utils.get_input_tensor_by_name(request, "session").as_numpy()
         if session.ndim != 2 or session.shape[0] != 1:
             raise ValueError(f"session must have shape [1, n] (one session per request), got {list(session.shape)}")
@@ -84,7 +72,7 @@ class TritonPythonModel:
             session = session.tolist()
         k = _scalar(request, "k", _DEFAULT_K)
         exclude_seen = bool(_scalar(request, "exclude_seen", False))
-        return session, k, exclude_seen
+        return Request(session, k, exclude_seen)
 
     def _response(self, result):
         if self.string_ids:
