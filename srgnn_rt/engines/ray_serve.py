@@ -170,10 +170,14 @@ def start_ray(address: str | None = None, *, num_cpus: int | None = None) -> Non
 def run(application: serve.Application, *, name: str = "srgnn", host: str = "127.0.0.1", port: int = 8000,
         route_prefix: str = "/") -> str:
     """Start Serve's HTTP proxy on ``host:port`` (when Serve is not running yet) and deploy
-    ``application`` as ``name`` at ``route_prefix``; returns its URL once every replica is ready."""
+    ``application`` as ``name`` at ``route_prefix``; returns its URL (on the proxy that
+    really runs) once every replica is ready."""
+    from ray.serve.context import _get_global_client
+
     serve.start(http_options={"host": host, "port": port})
+    http = _get_global_client().http_config  # a running Serve keeps its own host and port
     serve.run(application, name=name, route_prefix=route_prefix)
-    return f"http://{host}:{port}{route_prefix}"
+    return f"http://{http.host}:{http.port}{route_prefix}"
 
 
 def build(args: dict[str, Any]) -> serve.Application:
