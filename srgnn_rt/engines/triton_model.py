@@ -28,6 +28,7 @@ if _SYS_PATH.is_file():
     sys.path[:0] = [line.strip() for line in _SYS_PATH.read_text().splitlines() if line.strip()]
 
 import json  # noqa: E402
+import os  # noqa: E402
 
 import numpy as np  # noqa: E402
 import triton_python_backend_utils as pb_utils  # noqa: E402
@@ -42,7 +43,11 @@ class TritonPythonModel:
     def initialize(self, args):
         config = json.loads(args["model_config"])
         parameters = {key: value["string_value"] for key, value in config.get("parameters", {}).items()}
-        device = "cuda" if args["model_instance_kind"] == "GPU" else "cpu"
+        device = "cpu"
+        if args["model_instance_kind"] == "GPU":
+            # Each instance is its own process: it sees only the GPU Triton placed it on.
+            os.environ["CUDA_VISIBLE_DEVICES"] = args["model_instance_device_id"]
+            device = "cuda"
         threads = int(parameters["threads"]) if parameters.get("threads") else None
         self.recommender = Recommender.load(_HERE / "bundle", device=device, threads=threads)
         self.string_ids = self.recommender.raw_id_type is str
