@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+from collections import deque
 from typing import Any
 
 try:
@@ -59,7 +60,7 @@ class RecommenderDeployment:
         self._max_cost = positive_int(max_batch_cost, "max_batch_cost")
         self._batched.set_max_batch_size(self._max_cost)
         self._batched.set_batch_wait_timeout_s(float(batch_wait_ms) / 1000.0)
-        self.batches: list[int] = []  # requests in each batch run (the last 10,000)
+        self.batches: deque[int] = deque(maxlen=10_000)  # requests in each batch run, newest last
         self._in_flight = 0  # requests accepted and not answered yet
 
     async def __call__(self, http: HTTPRequest) -> JSONResponse:
@@ -70,9 +71,9 @@ class RecommenderDeployment:
             return JSONResponse({"error": f"{http.method} is not supported: POST a session"}, status_code=405)
         try:
             request = _parse(await http.body())
+            cost = min(max(int(self._cost(request.session)), 1), self._max_cost)
         except (TypeError, ValueError) as exc:
             return JSONResponse({"error": str(exc)}, status_code=400)
-        cost = min(max(int(self._cost(request.session)), 1), self._max_cost)
         self._in_flight += 1
         try:
             result = await self._batched((request, cost))
@@ -85,7 +86,7 @@ class RecommenderDeployment:
     @serve.batch(max_batch_size=DEFAULT_MAX_BATCH_COST, batch_wait_timeout_s=DEFAULT_BATCH_WAIT_MS / 1000.0,
                  batch_size_fn=_batch_cost)
     async def _batched(self, items: list[tuple[Request, int]]) -> list:
-        self.batches = self.batches[-9_999:] + [len(items)]
+        self.batches.append(len(items))
         return await asyncio.to_thread(answer, self.recommender, [request for request, _ in items])
 
     def batch_sizes(self) -> list[int]:

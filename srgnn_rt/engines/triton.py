@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 
 from ..atomic import staging_directory
@@ -41,7 +42,7 @@ def write_repository(
     instances: int = 1,
     kind: str = "cpu",
     threads: int | None = None,
-    python_path: list[str | os.PathLike] = (),
+    python_path: Sequence[str | os.PathLike] = (),
     overwrite: bool = False,
 ) -> Path:
     """Write the model ``name`` of a Triton repository at ``repo_dir``; returns the model directory.
