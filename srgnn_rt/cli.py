@@ -323,7 +323,7 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="serve a bundle over HTTP with Ray Serve (JSON in, JSON out)")
     serve.add_argument("bundle")
     scaling = serve.add_mutually_exclusive_group()
-    scaling.add_argument("--replicas", type=_positive_int, default=1, help="fixed number of replicas (default 1)")
+    scaling.add_argument("--replicas", type=_positive_int, help="fixed number of replicas (default 1)")
     scaling.add_argument("--autoscale", metavar="MIN:MAX", help="autoscale between MIN and MAX replicas")
     serve.add_argument("--target-ongoing", type=_positive_int, default=32,
                        help="autoscaling target of ongoing requests per replica (default 32)")

@@ -153,7 +153,19 @@ def test_shutdown_drains_accepted_requests(serve_url, synthetic_bundle, recommen
 
 
 def test_app_needs_one_scaling_mode(synthetic_bundle):
-    with pytest.raises(ValueError, match="either replicas or autoscaling"):
+    with pytest.raises(ValueError, match="either replicas or autoscaling, not both"):
         ray_serve.app(synthetic_bundle, replicas=2, autoscaling={"min_replicas": 1, "max_replicas": 2})
     with pytest.raises(ValueError, match="must name the bundle"):
         ray_serve.build({"replicas": 1})
+
+
+def test_config_builder_and_cli_checks(synthetic_bundle, capsys):
+    from ray import serve
+
+    from srgnn_rt.cli import main
+
+    application = ray_serve.build({"bundle": str(synthetic_bundle), "autoscaling": {"min_replicas": 1,
+                                                                                    "max_replicas": 3}})
+    assert isinstance(application, serve.Application)
+    assert main(["serve", str(synthetic_bundle), "--autoscale", "3:1"]) == 2
+    assert "--autoscale takes MIN:MAX" in capsys.readouterr().err

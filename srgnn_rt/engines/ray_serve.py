@@ -120,7 +120,7 @@ def _parse(body: bytes) -> Request:
 def app(
     bundle: str | os.PathLike,
     *,
-    replicas: int | None = 1,
+    replicas: int | None = None,
     autoscaling: dict[str, Any] | None = None,
     device: str = "cpu",
     threads: int | None = None,
@@ -128,18 +128,18 @@ def app(
     batch_wait_ms: float = DEFAULT_BATCH_WAIT_MS,
     num_cpus: float = 1.0,
 ) -> serve.Application:
-    """The Serve application of ``bundle`` (an absolute path every Ray node can read).
+    """The Serve application of ``bundle`` (a path every Ray node can read; made absolute).
 
-    ``replicas``: a fixed number of replicas, or ``autoscaling``: Ray Serve's
+    ``replicas``: a fixed number of replicas (default 1), or ``autoscaling``: Ray Serve's
     ``autoscaling_config`` (e.g. ``{"min_replicas": 1, "max_replicas": 4,
     "target_ongoing_requests": 32}``); ``num_cpus``: CPUs Ray reserves per replica;
     ``device``/``threads``: as ``Recommender.load``.
     """
-    if (replicas is None) == (autoscaling is None):
-        raise ValueError("give either replicas or autoscaling")
+    if replicas is not None and autoscaling is not None:
+        raise ValueError("give either replicas or autoscaling, not both")
     options: dict[str, Any] = {"ray_actor_options": {"num_cpus": num_cpus}}
     if autoscaling is None:
-        options["num_replicas"] = positive_int(replicas, "replicas")
+        options["num_replicas"] = 1 if replicas is None else positive_int(replicas, "replicas")
     else:
         options["autoscaling_config"] = dict(autoscaling)
     path = os.path.abspath(os.fspath(bundle))
