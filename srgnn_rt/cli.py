@@ -193,8 +193,10 @@ def _cmd_serve(args: argparse.Namespace) -> None:
 
     ray_serve.start_ray(args.address)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # a service manager's stop drains like Ctrl-C
+    deployed = False
     try:
         url = ray_serve.run(application, name=args.name, host=args.host, port=args.port)
+        deployed = True
         print(f"serving {args.bundle} at {url} (POST {{\"session\": [...], \"k\": 20}}; GET {url}health); "
               "Ctrl-C stops", flush=True)
         while True:
@@ -202,7 +204,11 @@ def _cmd_serve(args: argparse.Namespace) -> None:
     except KeyboardInterrupt:
         pass
     finally:
-        serve.shutdown()  # replicas answer the requests they accepted first
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        if deployed:  # the replicas answer what they accepted while the proxy still runs
+            serve.delete(args.name)
+        serve.shutdown()
 
 
 def _cmd_quickstart(args: argparse.Namespace) -> None:
