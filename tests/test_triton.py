@@ -46,8 +46,9 @@ def string_bundle(synthetic_bundle, tmp_path_factory) -> Path:
     manifest = {key: value for key, value in bundle.manifest.items()
                 if key not in ("format", "format_version", "files")}
     path = tmp_path_factory.mktemp("string-bundle") / "bundle"
-    write_bundle(path, model=bundle.model_path.read_bytes(), vocab=Vocab([f"sku-{raw}" for raw in bundle.vocab.raw_ids]),
-                 item_counts=bundle.item_counts, item_embeddings=np.asarray(bundle.item_embeddings()), manifest=manifest)
+    vocab = Vocab([f"sku-{raw}" for raw in bundle.vocab.raw_ids])
+    write_bundle(path, model=bundle.model_path.read_bytes(), vocab=vocab, item_counts=bundle.item_counts,
+                 item_embeddings=np.asarray(bundle.item_embeddings()), manifest=manifest)
     return path
 
 
