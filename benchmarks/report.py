@@ -42,6 +42,7 @@ REFERENCE = "reference"
 FLOOR = "floor"
 _PATH_ORDER = ("reference", "torch+builder", "runtime-cpu", "runtime-cuda", "floor+topk", "floor")
 _LINE_STYLES = ("-", "--", ":", "-.")
+_ENGINES = ("triton", "ray-serve")  # service modes through an inference server (benchmarks/test_engines.py)
 
 Benchmark = dict  # one entry of pytest-benchmark's "benchmarks" list
 
@@ -193,6 +194,13 @@ def goals(benchmarks: Sequence[Benchmark]) -> list[str]:
         checks.append((f"batcher, 64 clients, >= 3x direct throughput: {gain:.2f}x", gain >= 3))
     if batched:
         checks.append((f"batcher, 64 clients, p99 < 25 ms: {batched['p99_ms']:.1f} ms", batched["p99_ms"] < 25))
+    for engine in _ENGINES:
+        served = service.get((engine, 64))
+        if served and served.get("throughput_rps") and batched and batched.get("throughput_rps"):
+            share = served["throughput_rps"] / batched["throughput_rps"]
+            checks.append((f"{engine}, 64 clients, >= 0.5x the batcher's throughput: {share:.2f}x", share >= 0.5))
+        if served:
+            checks.append((f"{engine}, 64 clients, p99 < 50 ms: {served['p99_ms']:.1f} ms", served["p99_ms"] < 50))
     return [f"[{'met' if ok else 'NOT met'}] {text}" for text, ok in checks]
 
 
@@ -249,10 +257,11 @@ def plot(benchmarks: Sequence[Benchmark], directory: Path) -> list[Path]:
     service = [b for b in _suite(benchmarks, "service") if "throughput_rps" in b["extra_info"]]
     if service:
         figure, axis = pyplot.subplots(figsize=(7, 5))
-        for mode in ("direct", "batcher"):
+        for mode in ("direct", "batcher", *_ENGINES):
             points = sorted((b["extra_info"]["clients"], b["extra_info"]["throughput_rps"])
                             for b in service if b["extra_info"]["mode"] == mode)
-            axis.plot([x for x, _ in points], [y for _, y in points], marker="o", label=mode)
+            if points:
+                axis.plot([x for x, _ in points], [y for _, y in points], marker="o", label=mode)
         save(figure, axis, "service_throughput.png", "Service path: throughput", "concurrent clients", "requests/s")
         pyplot.close(figure)
     return written

@@ -18,6 +18,7 @@ import reprlib
 import signal
 import sys
 import threading
+import time
 
 from . import __version__
 
@@ -325,6 +326,57 @@ def _cmd_recommend(args: argparse.Namespace) -> None:
                 lines.get_nowait()
 
 
+def _cmd_triton(args: argparse.Namespace) -> None:
+    from .engines.triton import write_repository
+
+    python_path = list(args.python_path)
+    if args.local_server_env:
+        from .engines.triton_server import server_python_path
+
+        python_path += server_python_path()
+    model_dir = write_repository(
+        args.bundle, args.repo_dir, name=args.name, max_batch=args.max_batch,
+        max_queue_delay_us=args.max_queue_delay_us, instances=args.instances, kind=args.kind,
+        threads=args.threads, python_path=python_path, overwrite=args.overwrite,
+    )
+    print(f"wrote Triton model {model_dir} (serve with: tritonserver --model-repository {model_dir.parent})")
+
+
+def _cmd_serve(args: argparse.Namespace) -> None:
+    from .engines import ray_serve
+
+    if args.autoscale:
+        low, sep, high = args.autoscale.partition(":")
+        if not (sep and low.isdigit() and high.isdigit() and 0 <= int(low) <= int(high) and int(high) >= 1):
+            raise ValueError(f"--autoscale takes MIN:MAX with 0 <= MIN <= MAX, MAX >= 1, got {args.autoscale!r}")
+        scaling = dict(replicas=None, autoscaling={"min_replicas": int(low), "max_replicas": int(high),
+                                                   "target_ongoing_requests": args.target_ongoing})
+    else:
+        scaling = dict(replicas=args.replicas)
+    application = ray_serve.app(args.bundle, device=args.device, threads=args.threads, num_cpus=args.replica_cpus,
+                                max_batch_cost=args.max_batch_cost, batch_wait_ms=args.batch_wait_ms, **scaling)
+    from ray import serve
+
+    ray_serve.start_ray(args.address)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # a service manager's stop drains like Ctrl-C
+    deployed = False
+    try:
+        url = ray_serve.run(application, name=args.name, host=args.host, port=args.port)
+        deployed = True
+        print(f"serving {args.bundle} at {url} (POST {{\"session\": [...], \"k\": 20}}; GET {url}health); "
+              "Ctrl-C stops", flush=True)
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        if deployed:  # the replicas answer what they accepted while the proxy still runs
+            serve.delete(args.name)
+        serve.shutdown()
+
+
 def _cmd_quickstart(args: argparse.Namespace) -> None:
     quickstart = _torch_side("quickstart")
     given = {name: getattr(args, name) for name in ("sessions", "items", "epochs", "seed", "device", "threads")}
@@ -464,6 +516,43 @@ def _parser() -> argparse.ArgumentParser:
     recommend.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     recommend.add_argument("--threads", type=_positive_int)
     recommend.set_defaults(run=_cmd_recommend)
+
+    triton = commands.add_parser("triton", help="a bundle -> a Triton model repository (Python backend)")
+    triton.add_argument("bundle")
+    triton.add_argument("repo_dir", help="model repository; the model goes to REPO_DIR/NAME, other models stay")
+    triton.add_argument("--name", default="srgnn", help="model name (default srgnn)")
+    triton.add_argument("--max-batch", type=_positive_int, default=64, help="requests per batch (default 64)")
+    triton.add_argument("--max-queue-delay-us", type=int, default=1000,
+                        help="dynamic batcher's wait to fill a batch (default 1000)")
+    triton.add_argument("--instances", type=_positive_int, default=1, help="model instances (default 1)")
+    triton.add_argument("--kind", choices=("cpu", "gpu"), default="cpu", help="instance kind (default cpu)")
+    triton.add_argument("--threads", type=_positive_int, help="onnxruntime threads per instance")
+    triton.add_argument("--python-path", action="append", default=[], metavar="DIR",
+                        help="absolute directory put first on the server Python's sys.path (repeatable)")
+    triton.add_argument("--local-server-env", action="store_true",
+                        help="for the tritonserver of nvidia-pytriton on this machine: add a numpy<2 directory "
+                             "(built once under ~/.cache/srgnn-rt) and this srgnn_rt to the python path")
+    triton.add_argument("--overwrite", action="store_true")
+    triton.set_defaults(run=_cmd_triton)
+
+    serve = commands.add_parser("serve", help="serve a bundle over HTTP with Ray Serve (JSON in, JSON out)")
+    serve.add_argument("bundle")
+    scaling = serve.add_mutually_exclusive_group()
+    scaling.add_argument("--replicas", type=_positive_int, help="fixed number of replicas (default 1)")
+    scaling.add_argument("--autoscale", metavar="MIN:MAX", help="autoscale between MIN and MAX replicas")
+    serve.add_argument("--target-ongoing", type=_positive_int, default=32,
+                       help="autoscaling target of ongoing requests per replica (default 32)")
+    serve.add_argument("--host", default="127.0.0.1", help="HTTP address (default 127.0.0.1)")
+    serve.add_argument("--port", type=_positive_int, default=8000)
+    serve.add_argument("--address", help="join the running Ray cluster at this address (default: a local Ray)")
+    serve.add_argument("--name", default="srgnn", help="Serve application name (default srgnn)")
+    serve.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"))
+    serve.add_argument("--threads", type=_positive_int, help="onnxruntime threads per replica")
+    serve.add_argument("--replica-cpus", type=float, default=1.0, help="CPUs Ray reserves per replica (default 1)")
+    serve.add_argument("--max-batch-cost", type=_positive_int, default=1024,
+                       help="a batch closes at this total cost (clicks, or the runtime's request cost)")
+    serve.add_argument("--batch-wait-ms", type=float, default=2.0, help="longest wait to fill a batch (default 2)")
+    serve.set_defaults(run=_cmd_serve)
 
     quickstart = commands.add_parser("quickstart", help="synthetic data -> prepare -> train -> export -> serve")
     quickstart.add_argument("--workdir", default="srgnn-quickstart")

@@ -1,0 +1,171 @@
+"""The Ray Serve deployment against a real local Ray (on 127.0.0.1), over HTTP.
+
+One Ray and one Serve per test session: the app ``srgnn`` (one replica, the
+shared synthetic bundle) serves every test; ``test_shutdown_drains`` deploys
+and deletes a second app of its own. Answers are compared with the in-process
+``Recommender``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+from loopback import off_loopback, process_tree, tcp_sockets
+
+from srgnn_rt import Recommender
+
+pytest.importorskip("ray.serve", reason="ray[serve] is not installed: pip install 'srgnn-rt[ray]'")
+
+from srgnn_rt.engines import ray_serve  # noqa: E402
+from srgnn_rt.engines.triton_server import free_port  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def serve_url(synthetic_bundle):
+    import ray
+    from ray import serve
+
+    started_here = not ray.is_initialized()
+    ray_serve.start_ray(num_cpus=2)
+    url = ray_serve.run(ray_serve.app(synthetic_bundle, threads=1, batch_wait_ms=20),
+                        name="srgnn", port=free_port(), route_prefix="/srgnn")
+    yield url
+    serve.shutdown()
+    if started_here:
+        ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def recommender(synthetic_bundle) -> Recommender:
+    return Recommender.load(synthetic_bundle, device="cpu", threads=1)
+
+
+def _post(url: str, body) -> tuple[int, dict]:
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method="POST", headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        text = exc.read().decode(errors="replace")
+        try:
+            return exc.code, json.loads(text)
+        except json.JSONDecodeError:
+            return exc.code, {"error": text}
+
+
+def _get(url: str) -> dict:
+    with urllib.request.urlopen(url, timeout=30) as response:
+        return json.loads(response.read())
+
+
+def _post_all(url: str, bodies: list) -> list[tuple[int, dict]]:
+    with ThreadPoolExecutor(len(bodies)) as pool:
+        return list(pool.map(lambda body: _post(url, body), bodies))
+
+
+def _assert_same(answer: dict, expected) -> None:
+    assert answer["items"] == expected.items
+    np.testing.assert_allclose(answer["scores"], expected.scores, rtol=1e-5, atol=1e-6)
+    assert (answer["n_unknown"], answer["fallback"]) == (expected.n_unknown, expected.fallback)
+
+
+def test_concurrent_sessions_equal_recommend_and_batch(serve_url, recommender):
+    from ray import serve
+
+    raw = recommender.bundle.vocab.raw_ids
+    rng = np.random.default_rng(1)
+    bodies, expected = [], []
+    for n in range(64):
+        session = [raw[i] for i in rng.integers(0, len(raw), size=1 + n % 11)] + ([-7] if n % 9 == 4 else [])
+        body = {"session": session, "k": (3, 20)[n % 2], "exclude_seen": n % 4 == 0}
+        bodies.append(body)
+        expected.append(recommender.recommend([session], body["k"], exclude_seen=body["exclude_seen"])[0])
+    before = len(serve.get_app_handle("srgnn").batch_sizes.remote().result())
+    for (status, answer), want in zip(_post_all(serve_url, bodies), expected):
+        assert status == 200, answer
+        _assert_same(answer, want)
+    batches = serve.get_app_handle("srgnn").batch_sizes.remote().result()[before:]
+    assert sum(batches) == len(bodies)
+    assert max(batches) > 1, batches
+
+
+def test_bad_requests_get_400_alone(serve_url, recommender):
+    raw = recommender.bundle.vocab.raw_ids
+    good = [{"session": [raw[i], raw[i + 3]], "k": 4} for i in range(24)]
+    bad = [b"not json", {"session": "abc"}, {"session": [1.5]}, {"session": [raw[0]], "k": 0},
+           {"session": [raw[0]], "extra": 1}, {"session": [str(raw[0])]}]
+    answers = _post_all(serve_url, good[:12] + bad + good[12:])
+    for status, answer in answers[12:12 + len(bad)]:
+        assert 400 <= status < 500 and answer["error"], (status, answer)
+    for (status, answer), body in zip(answers[:12] + answers[12 + len(bad):], good):
+        assert status == 200, answer
+        _assert_same(answer, recommender.recommend_one(body["session"], 4))
+
+
+def test_health(serve_url, recommender):
+    health = _get(serve_url + "/health")
+    assert health["status"] == "ok" and health["n_items"] == recommender.n_items
+    assert health["provider"] == "CPUExecutionProvider"
+
+
+def test_traffic_stays_on_loopback(serve_url, recommender):
+    """Every connection of the Ray processes is loopback at both ends; the only listener on all
+    interfaces is the replica's inter-deployment gRPC port, which Ray Serve 2.60 binds to [::]."""
+    with ThreadPoolExecutor(1) as pool:
+        busy = pool.submit(_post_all, serve_url, [{"session": [recommender.bundle.vocab.raw_ids[0]]}] * 16)
+        sockets = tcp_sockets(process_tree(os.getpid()))
+        assert all(status == 200 for status, _ in busy.result())
+    assert {state for state, *_ in sockets} >= {"ESTAB", "LISTEN"}, sockets
+    wrong = [s for s in off_loopback(sockets) if not (s[0] == "LISTEN" and s[3].startswith("ray::ServeRepli"))]
+    assert not wrong, wrong
+
+
+def test_shutdown_drains_accepted_requests(serve_url, synthetic_bundle, recommender):
+    from ray import serve
+
+    url = serve_url.rsplit("/", 1)[0] + "/drain"
+    # A long batch wait keeps accepted requests waiting inside the replica when the delete comes.
+    serve.run(ray_serve.app(synthetic_bundle, threads=1, batch_wait_ms=1500, num_cpus=0.5), name="drain",
+              route_prefix="/drain")
+    sessions = [[raw] for raw in recommender.bundle.vocab.raw_ids[:8]]
+    results: list = []
+    clients = threading.Thread(target=lambda: results.extend(_post_all(url, [{"session": s} for s in sessions])))
+    clients.start()
+    deadline = time.monotonic() + 60
+    while _get(url + "/health")["in_flight"] < len(sessions):
+        assert time.monotonic() < deadline, "the requests never reached the replica"
+        time.sleep(0.02)
+    serve.delete("drain")  # waits for the replica's graceful shutdown
+    clients.join()
+    for (status, answer), session in zip(results, sessions):
+        assert status == 200, results
+        _assert_same(answer, recommender.recommend_one(session, 20))
+    assert _post(url, {"session": sessions[0]})[0] == 404
+
+
+def test_app_needs_one_scaling_mode(synthetic_bundle):
+    with pytest.raises(ValueError, match="either replicas or autoscaling, not both"):
+        ray_serve.app(synthetic_bundle, replicas=2, autoscaling={"min_replicas": 1, "max_replicas": 2})
+    with pytest.raises(ValueError, match="must name the bundle"):
+        ray_serve.build({"replicas": 1})
+
+
+def test_config_builder_and_cli_checks(synthetic_bundle, capsys):
+    from ray import serve
+
+    from srgnn_rt.cli import main
+
+    application = ray_serve.build({"bundle": str(synthetic_bundle), "autoscaling": {"min_replicas": 1,
+                                                                                    "max_replicas": 3}})
+    assert isinstance(application, serve.Application)
+    assert main(["serve", str(synthetic_bundle), "--autoscale", "3:1"]) == 2
+    assert "--autoscale takes MIN:MAX" in capsys.readouterr().err
