@@ -6,6 +6,8 @@ Layout::
     vocab.json           raw item id of each internal id (see srgnn_rt.vocab)
     item_counts.npy      int64[n_items + 1]: training clicks per internal id (popularity fallback)
     item_embeddings.npy  float32[n_items, d]: embedding of items 1..n (for ANN retrieval)
+    encoder.onnx         (optional) node embeddings + graph arrays -> session embedding s_h
+    item_index.faiss     (optional) inner-product index over item_embeddings.npy (srgnn_rt.retrieval)
     manifest.json        format, model config, sizes, ONNX facts, graph-builder options,
                          library versions, and the sha256 of every other file
 
@@ -22,7 +24,8 @@ import dataclasses
 import hashlib
 import json
 import os
-from collections.abc import Mapping
+import shutil
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -35,9 +38,11 @@ __all__ = [
     "BUNDLE_FILES",
     "FORMAT",
     "FORMAT_VERSION",
+    "OPTIONAL_FILES",
     "Bundle",
     "BundleError",
     "GraphBuilderOptions",
+    "add_to_bundle",
     "write_bundle",
 ]
 
@@ -48,6 +53,10 @@ MODEL_FILENAME = "model.onnx"
 ITEM_COUNTS_FILENAME = "item_counts.npy"
 ITEM_EMBEDDINGS_FILENAME = "item_embeddings.npy"
 BUNDLE_FILES = (MODEL_FILENAME, VOCAB_FILENAME, ITEM_COUNTS_FILENAME, ITEM_EMBEDDINGS_FILENAME)
+ENCODER_FILENAME = "encoder.onnx"
+INDEX_FILENAME = "item_index.faiss"
+OPTIONAL_FILES = (ENCODER_FILENAME, INDEX_FILENAME)
+"""Checked like the others when the manifest lists them (retrieval mode, see srgnn_rt.retrieval)."""
 EDGE_WEIGHTS = ("binary", "count")
 
 _CHUNK = 1 << 20
@@ -109,6 +118,10 @@ class Bundle:
     def graph_builder(self) -> GraphBuilderOptions:
         return GraphBuilderOptions(**self.manifest["graph_builder"])
 
+    def has_file(self, name: str) -> bool:
+        """Whether the manifest lists ``name`` (one of ``OPTIONAL_FILES``; the others always are)."""
+        return name in self.manifest["files"]
+
     def item_embeddings(self) -> np.ndarray:
         """float32[n_items, d]: row ``i`` is the embedding of internal id ``i + 1`` (memory-mapped, read-only)."""
         return np.load(self.path / ITEM_EMBEDDINGS_FILENAME, mmap_mode="r", allow_pickle=False)
@@ -126,7 +139,7 @@ class Bundle:
         if not directory.is_dir():
             raise FileNotFoundError(f"bundle directory {directory} does not exist")
         manifest = _read_manifest(directory)
-        for name in BUNDLE_FILES:
+        for name in BUNDLE_FILES + tuple(name for name in OPTIONAL_FILES if name in manifest["files"]):
             _check_file(directory, name, manifest["files"][name])
         n_items, d = manifest["n_items"], manifest["embedding_size"]
         try:
@@ -156,6 +169,7 @@ def write_bundle(
     item_counts: np.ndarray,
     item_embeddings: np.ndarray,
     manifest: Mapping[str, Any],
+    optional_files: Mapping[str, bytes] | None = None,
     overwrite: bool = False,
 ) -> Bundle:
     """Write a bundle directory atomically and return it loaded.
@@ -164,7 +178,7 @@ def write_bundle(
     ``item_embeddings: float32[n_items, d]``; ``manifest``: the manifest's fields
     except ``format``, ``format_version`` and ``files``, which are filled in here
     (it must hold ``n_items``, ``embedding_size``, ``model``, ``graph_builder`` and
-    ``onnx``). The files go to a temporary sibling directory, are checked with
+    ``onnx``); ``optional_files``: contents of files named in ``OPTIONAL_FILES``. The files go to a temporary sibling directory, are checked with
     ``Bundle.load``, and the directory is renamed to ``path``: a failure leaves
     neither a partial bundle nor the temporary directory. An existing non-empty
     ``path`` is replaced only with ``overwrite=True`` (FileExistsError otherwise).
@@ -176,19 +190,63 @@ def write_bundle(
     reserved = {"format", "format_version", "files"} & set(manifest)
     if reserved:
         raise ValueError(f"manifest fields {sorted(reserved)} are filled in by write_bundle; leave them out")
+    optional_files = dict(optional_files or {})
+    unknown = set(optional_files) - set(OPTIONAL_FILES)
+    if unknown:
+        raise ValueError(f"optional_files may name {OPTIONAL_FILES}, got {sorted(unknown)}")
     with staging_directory(path, overwrite=overwrite) as staging:
         (staging / MODEL_FILENAME).write_bytes(model)
         vocab.save(staging)
         np.save(staging / ITEM_COUNTS_FILENAME, np.asarray(item_counts), allow_pickle=False)
         np.save(staging / ITEM_EMBEDDINGS_FILENAME, np.asarray(item_embeddings), allow_pickle=False)
+        for name, content in optional_files.items():
+            (staging / name).write_bytes(content)
         full = {"format": FORMAT, "format_version": FORMAT_VERSION, **manifest}
-        full["files"] = {name: {"sha256": _sha256(staging / name), "bytes": (staging / name).stat().st_size}
-                         for name in BUNDLE_FILES}
-        with open(staging / MANIFEST_FILENAME, "w", encoding="utf-8") as f:
-            json.dump(full, f, indent=2)
-            f.write("\n")
-        checked = Bundle.load(staging)
+        full["files"] = {name: _file_entry(staging / name) for name in BUNDLE_FILES + tuple(optional_files)}
+        checked = _write_manifest_and_check(staging, full)
     return dataclasses.replace(checked, path=Path(path).absolute())
+
+
+def add_to_bundle(
+    path: str | os.PathLike, name: str, write: Callable[[Path], None], manifest_fields: Mapping[str, Any]
+) -> Bundle:
+    """Add (or replace) the optional file ``name`` of the bundle at ``path`` atomically; return it loaded.
+
+    ``write(file_path)`` writes the file; ``manifest_fields`` are set in the manifest
+    beside its new checksum. The bundle is first loaded and checked; the new one is
+    assembled in a temporary sibling (the other files hard-linked, or copied where
+    links fail), checked, and renamed over ``path``: readers see the old bundle or
+    the new one, and a failure leaves the old one as it was.
+    """
+    if name not in OPTIONAL_FILES:
+        raise ValueError(f"only the optional files {OPTIONAL_FILES} can be added to a bundle, got {name!r}")
+    reserved = {"format", "format_version", "files"} & set(manifest_fields)
+    if reserved:
+        raise ValueError(f"manifest fields {sorted(reserved)} are kept by add_to_bundle; leave them out")
+    current = Bundle.load(path)
+    with staging_directory(current.path, overwrite=True) as staging:
+        for source in current.path.iterdir():
+            if source.is_file() and source.name not in (name, MANIFEST_FILENAME):
+                try:
+                    os.link(source, staging / source.name)
+                except OSError:
+                    shutil.copy2(source, staging / source.name)
+        write(staging / name)
+        full = {**current.manifest, **manifest_fields}
+        full["files"] = {**current.manifest["files"], name: _file_entry(staging / name)}
+        checked = _write_manifest_and_check(staging, full)
+    return dataclasses.replace(checked, path=current.path)
+
+
+def _file_entry(path: Path) -> dict[str, Any]:
+    return {"sha256": _sha256(path), "bytes": path.stat().st_size}
+
+
+def _write_manifest_and_check(directory: Path, manifest: Mapping[str, Any]) -> Bundle:
+    with open(directory / MANIFEST_FILENAME, "w", encoding="utf-8") as f:
+        json.dump(manifest, f, indent=2)
+        f.write("\n")
+    return Bundle.load(directory)
 
 
 def _sha256(path: Path) -> str:
@@ -242,7 +300,7 @@ def _read_manifest(directory: Path) -> dict[str, Any]:
     files = manifest.get("files")
     if not isinstance(files, dict):
         raise BundleError(f"{where}: files must map file names to their sha256, got {files!r}")
-    for name in BUNDLE_FILES:
+    for name in BUNDLE_FILES + tuple(name for name in OPTIONAL_FILES if name in files):
         entry = files.get(name)
         if not isinstance(entry, dict) or not isinstance(entry.get("sha256"), str):
             raise BundleError(f"{where}: files has no sha256 for {name}")

@@ -158,6 +158,44 @@ def _cmd_recommend(args: argparse.Namespace) -> None:
             flush()
 
 
+def _cmd_index(args: argparse.Namespace) -> None:
+    import numpy as np
+
+    from . import retrieval
+    from .runtime import Recommender
+
+    try:
+        bundle = retrieval.Bundle.load(args.bundle)
+        parameters = retrieval.IndexParameters.default(
+            bundle.n_items, lists=args.lists, nprobe=args.nprobe, candidates=args.candidates
+        )
+        bundle = retrieval.add_index(bundle, parameters, seed=args.seed)
+        recommender = Recommender.load(bundle, device="cpu", retrieval="index")
+    except ImportError as exc:
+        raise SystemExit(f"srgnn-rt index: {exc}") from None
+    section = bundle.manifest["retrieval"]
+    print(f"added {section['kind']} index to {bundle.path}: {bundle.n_items} items, lists = {parameters.lists}, "
+          f"nprobe = {parameters.nprobe}, candidates = {parameters.candidates}, built in {section['build_seconds']} s")
+    if args.sessions_file is not None:
+        with open(args.sessions_file, encoding="utf-8") as source:
+            sessions = [session for _, session in _read_sessions(source, recommender.raw_id_type)]
+        where = args.sessions_file
+    else:
+        sessions = [bundle.vocab.decode(s).tolist()
+                    for s in retrieval.synthetic_sessions(bundle.n_items, args.recall_sessions, seed=args.seed)]
+        where = "synthetic sessions"
+    known = [session for session in sessions if any(bundle.vocab.encode(session))]
+    s_h = recommender.session_embeddings(known)
+    k = min(args.k, bundle.n_items)
+    print(f"recall@{k} against exact scoring on {len(known)} {where} (set nprobe with --nprobe):")
+    print(f"{'nprobe':>8}{'candidates':>12}{'recall':>10}{'ms/100':>10}")
+    table = bundle.item_embeddings()
+    for row in retrieval.recall_sweep(recommender.retriever, table, np.asarray(s_h), k):
+        mark = "  <- stored" if row["nprobe"] == parameters.nprobe else ""
+        print(f"{row['nprobe']:>8}{row['candidates']:>12}{row['recall']:>10.4f}{row['ms_per_batch_of_100']:>10.2f}"
+              f"{mark}")
+
+
 def _cmd_quickstart(args: argparse.Namespace) -> None:
     quickstart = _torch_side("quickstart")
     given = {name: getattr(args, name) for name in ("sessions", "items", "epochs", "seed", "device", "threads")}
@@ -254,6 +292,19 @@ def _parser() -> argparse.ArgumentParser:
     recommend.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     recommend.add_argument("--threads", type=_positive_int)
     recommend.set_defaults(run=_cmd_recommend)
+
+    index = commands.add_parser(
+        "index", help="add an approximate item index to a bundle (retrieval mode) and print its recall"
+    )
+    index.add_argument("bundle")
+    index.add_argument("--lists", type=_positive_int, help="k-means cells (default ~ 4 sqrt(n_items))")
+    index.add_argument("--nprobe", type=_positive_int, help="cells scanned per session (default ~ lists / 64, >= 16)")
+    index.add_argument("--candidates", type=_positive_int, help="items re-scored exactly per session (default 100)")
+    index.add_argument("-k", type=_positive_int, default=20, help="recall@k to report (default 20)")
+    index.add_argument("--sessions-file", help="sessions to measure recall on, one per line (default: synthetic)")
+    index.add_argument("--recall-sessions", type=_positive_int, default=1000, help="synthetic sessions (default 1000)")
+    index.add_argument("--seed", type=int, default=0)
+    index.set_defaults(run=_cmd_index)
 
     quickstart = commands.add_parser("quickstart", help="synthetic data -> prepare -> train -> export -> serve")
     quickstart.add_argument("--workdir", default="srgnn-quickstart")

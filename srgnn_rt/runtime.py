@@ -26,6 +26,7 @@ import onnxruntime
 
 from .bundle import Bundle, BundleError
 from .graph import build_graphs
+from .retrieval import Retriever, encoder_model
 from .vocab import RawId
 
 __all__ = ["Recommendation", "Recommender"]
@@ -36,6 +37,8 @@ _DEVICES = ("auto", "cpu", "cuda")
 _UNKNOWN = ("drop", "error")
 _EMPTY = ("popular", "error")
 _INPUTS = ("items", "adjacency", "alias", "mask", "k")
+_RETRIEVALS = ("exact", "index")
+_ENCODER_INPUTS = ("node_embeddings", "adjacency", "alias", "mask")
 BUCKET_SIZE = 64
 """Batches larger than this run in buckets of similar session length (see ``Recommender._infer``)."""
 _METADATA = {"n_items": "srgnn_rt.n_items", "embedding_size": "srgnn_rt.embedding_size"}
@@ -75,8 +78,9 @@ class _Encoded:
 class Recommender:
     """SR-GNN recommendations from a bundle directory; create with ``Recommender.load``."""
 
-    def __init__(self, bundle: Bundle, session: onnxruntime.InferenceSession):
+    def __init__(self, bundle: Bundle, session: onnxruntime.InferenceSession, retriever: Retriever | None = None):
         self._bundle = bundle
+        self._retriever = retriever
         self._session = session
         self._provider = session.get_providers()[0]
         self._io_device = "cuda" if self._provider == _CUDA else None
@@ -90,7 +94,7 @@ class Recommender:
         counts = bundle.item_counts[1:]
         self._popular_ids = np.argsort(-counts, kind="stable").astype(np.int64) + 1
         self._popular_scores = counts[self._popular_ids - 1].astype(np.float32)
-        _check_model(bundle, session)
+        _check_model(bundle, session, _INPUTS if retriever is None else _ENCODER_INPUTS)
 
     @classmethod
     def load(
@@ -99,6 +103,7 @@ class Recommender:
         *,
         device: Literal["auto", "cpu", "cuda"] = "auto",
         threads: int | None = None,
+        retrieval: Literal["exact", "index"] = "exact",
     ) -> Recommender:
         """Load and check a bundle directory (or an already loaded ``Bundle``).
 
@@ -106,7 +111,14 @@ class Recommender:
         otherwise the CPU, with one warning; ``"cuda"`` raises ValueError when the CUDA
         provider does not load; ``"cpu"`` never tries CUDA. ``threads``: onnxruntime's
         intra-op threads (default: onnxruntime's choice, one per core).
+
+        ``retrieval="index"`` serves from the bundle's item index (``srgnn-rt index``; see
+        ``srgnn_rt.retrieval``): the encoder gives s_h, the index proposes candidates,
+        exact scores rank them; model.onnx and its item tables are not loaded. It raises
+        BundleError when the bundle has no (matching) index and ImportError without faiss.
         """
+        if retrieval not in _RETRIEVALS:
+            raise ValueError(f"retrieval must be one of {_RETRIEVALS}, got {retrieval!r}")
         if device not in _DEVICES:
             raise ValueError(f"device must be one of {_DEVICES}, got {device!r}")
         if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
@@ -121,7 +133,9 @@ class Recommender:
         has_driver = _cuda_driver_present()
         want_cuda = device != "cpu" and has_provider and has_driver
         providers = [_CUDA, _CPU] if want_cuda else [_CPU]
-        session = onnxruntime.InferenceSession(str(bundle.model_path), options, providers=providers)
+        retriever = Retriever(bundle) if retrieval == "index" else None
+        model = str(bundle.model_path) if retriever is None else encoder_model(bundle)
+        session = onnxruntime.InferenceSession(model, options, providers=providers)
         if device != "cpu" and session.get_providers()[0] != _CUDA:
             if not has_provider:
                 why = "this onnxruntime has no CUDA provider (install onnxruntime-gpu)"
@@ -132,7 +146,7 @@ class Recommender:
             if device == "cuda":
                 raise ValueError(f"device='cuda' was asked for but {why}")
             warnings.warn(f"srgnn_rt: running on the CPU: {why}", RuntimeWarning, stacklevel=2)
-        return cls(bundle, session)
+        return cls(bundle, session, retriever)
 
     @property
     def provider(self) -> str:
@@ -146,6 +160,16 @@ class Recommender:
     @property
     def n_items(self) -> int:
         return self._n_items
+
+    @property
+    def retriever(self) -> Retriever | None:
+        """The index and its parameters in retrieval mode ``"index"``; None in ``"exact"``."""
+        return self._retriever
+
+    @property
+    def retrieval(self) -> str:
+        """``"exact"`` (every item scored by the model) or ``"index"`` (see ``Recommender.load``)."""
+        return "exact" if self._retriever is None else "index"
 
     @property
     def max_length(self) -> int | None:
@@ -301,6 +325,9 @@ class Recommender:
     def _feeds(self, sessions: list[list[int]], k: int) -> dict[str, np.ndarray]:
         graphs = build_graphs(sessions, n_items=self._n_items, max_length=self._max_length,
                               edge_weight=self._edge_weight)
+        if self._retriever is not None:
+            return {"node_embeddings": self._retriever.node_embeddings(graphs.items), "adjacency": graphs.adjacency,
+                    "alias": graphs.alias, "mask": graphs.mask}
         return {"items": graphs.items, "adjacency": graphs.adjacency, "alias": graphs.alias, "mask": graphs.mask,
                 "k": np.array([k], dtype=np.int64)}
 
@@ -314,6 +341,10 @@ class Recommender:
         session's own items are filtered out here; a row keeps fewer than k only when
         fewer items remain.
         """
+        if self._retriever is not None:
+            (s_h,) = self._infer(sessions, k, ["session_embedding"])
+            seen = [np.unique(np.asarray(session, dtype=np.int64)) for session in sessions] if exclude_seen else None
+            return self._retriever.top_k(s_h, k, seen)
         if not exclude_seen:
             return self._infer(sessions, k, ["scores", "item_ids"])
         distinct = [np.unique(np.asarray(session, dtype=np.int64)) for session in sessions]
@@ -385,11 +416,11 @@ def _cuda_driver_present() -> bool:
     return True
 
 
-def _check_model(bundle: Bundle, session: onnxruntime.InferenceSession) -> None:
+def _check_model(bundle: Bundle, session: onnxruntime.InferenceSession, inputs: tuple[str, ...]) -> None:
     """The ONNX model's inputs and recorded sizes agree with the bundle's manifest."""
     names = tuple(i.name for i in session.get_inputs())
-    if names != _INPUTS:
-        raise BundleError(f"bundle {bundle.path}: model.onnx has inputs {names}, expected {_INPUTS}")
+    if names != inputs:
+        raise BundleError(f"bundle {bundle.path}: the ONNX model has inputs {names}, expected {inputs}")
     metadata = session.get_modelmeta().custom_metadata_map
     for field, key in _METADATA.items():
         expected = getattr(bundle, field)
