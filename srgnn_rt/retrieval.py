@@ -243,12 +243,20 @@ class Retriever:
     """Retrieval mode of a bundle: the index, the memory-mapped item table, and how many
     cells to probe and candidates to re-score. Thread-safe: searches share no state."""
 
-    def __init__(self, bundle: Bundle):
-        self._index, parameters = _checked_index(bundle)
-        self._table = bundle.item_embeddings()
-        self._n_items = bundle.n_items
-        self._search_all = _faiss().SearchParametersIVF(nprobe=self._index.nlist)
+    def __init__(self, index: Any, item_embeddings: np.ndarray, parameters: IndexParameters):
+        """``index``: a faiss IVF index over ``item_embeddings: float32[n_items, d]``
+        (see ``build_index``); use ``Retriever.load`` for a bundle's."""
+        self._index = index
+        self._table = item_embeddings
+        self._n_items = item_embeddings.shape[0]
+        self._search_all = _faiss().SearchParametersIVF(nprobe=index.nlist)
         self._set(parameters)
+
+    @classmethod
+    def load(cls, bundle: Bundle) -> Retriever:
+        """The bundle's index (checked, see the module docstring) over its memory-mapped item table."""
+        index, parameters = _checked_index(bundle)
+        return cls(index, bundle.item_embeddings(), parameters)
 
     def _set(self, parameters: IndexParameters) -> None:
         self.parameters = parameters

@@ -133,7 +133,7 @@ class Recommender:
         has_driver = _cuda_driver_present()
         want_cuda = device != "cpu" and has_provider and has_driver
         providers = [_CUDA, _CPU] if want_cuda else [_CPU]
-        retriever = Retriever(bundle) if retrieval == "index" else None
+        retriever = Retriever.load(bundle) if retrieval == "index" else None
         model = str(bundle.model_path) if retriever is None else encoder_model(bundle)
         session = onnxruntime.InferenceSession(model, options, providers=providers)
         if device != "cpu" and session.get_providers()[0] != _CUDA:
