@@ -95,6 +95,17 @@ def trained_bundle(
     return path
 
 
+def indexed_bundle(n_items: int = DEFAULT_ITEMS, *, trained: bool = False, cache: Path = BUNDLE_CACHE) -> Path:
+    """``synthetic_bundle(n_items)`` (or ``trained_bundle()``), with its default item
+    index added on first use (``srgnn_rt.retrieval.add_index``)."""
+    from srgnn_rt import retrieval
+
+    path = trained_bundle(cache=cache) if trained else synthetic_bundle(n_items, cache=cache)
+    if not Bundle.load(path).has_file(retrieval.INDEX_FILENAME):
+        retrieval.add_index(path)
+    return path
+
+
 def requests(bundle: Bundle, n_sessions: int, *, length: int | None = None, seed: int = 0) -> list[list[RawId]]:
     """``n_sessions`` sessions of the bundle's raw item ids, from the synthetic click model.
 
