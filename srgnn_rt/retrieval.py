@@ -55,7 +55,8 @@ __all__ = ["IndexParameters", "Retriever", "add_index", "build_index", "encoder_
 
 _KIND = "IVFFlat"
 _METRIC = "inner_product"
-_TRAIN_POINTS_PER_LIST = 64  # k-means training sample per list (faiss warns below 39)
+_TRAIN_POINTS_PER_LIST = 40  # k-means training sample per list (faiss warns below 39)
+_KMEANS_ITERATIONS = 10
 _ADD_CHUNK = 1 << 17  # rows added to the index at a time, so a memory-mapped table is read in pieces
 _EXACT_CHUNK = 1 << 16  # items scored at a time by exact_top_k
 
@@ -90,12 +91,12 @@ class IndexParameters:
     @classmethod
     def default(cls, n_items: int, *, lists: int | None = None, nprobe: int | None = None,
                 candidates: int | None = None) -> IndexParameters:
-        """Defaults from the catalog size: lists ~ 4 sqrt(n) (at most n / 39, faiss's
+        """Defaults from the catalog size: lists ~ 2 sqrt(n) (at most n / 39, faiss's
         minimum training points per cell), nprobe ~ lists / 64 (at least 16, at most
         lists), 100 candidates; any of them given is kept."""
         positive_int(n_items, "n_items")
         if lists is None:
-            lists = max(1, min(round(4 * math.sqrt(n_items)), n_items // 39))
+            lists = max(1, min(round(2 * math.sqrt(n_items)), n_items // 39))
         if nprobe is None:
             nprobe = min(lists, max(16, math.ceil(lists / 64)))
         return cls(lists=lists, nprobe=nprobe, candidates=100 if candidates is None else candidates)
@@ -106,8 +107,8 @@ class IndexParameters:
 
 def build_index(item_embeddings: np.ndarray, parameters: IndexParameters, *, seed: int = 0) -> Any:
     """A faiss ``IndexIVFFlat`` (inner product) over ``item_embeddings: float32[n_items, d]``
-    (label j is internal id j + 1). K-means trains on at most 64 rows per list, drawn
-    with ``seed``; rows are added in chunks (a memory-mapped table is read piecewise)."""
+    (label j is internal id j + 1). K-means (10 iterations) trains on at most 40 rows per
+    list, drawn with ``seed``; rows are added in chunks (a memory-mapped table is read piecewise)."""
     faiss = _faiss()
     n_items, d = item_embeddings.shape
     if parameters.lists > n_items:
@@ -119,6 +120,7 @@ def build_index(item_embeddings: np.ndarray, parameters: IndexParameters, *, see
     quantizer = faiss.IndexFlatIP(d)
     index = faiss.IndexIVFFlat(quantizer, d, parameters.lists, faiss.METRIC_INNER_PRODUCT)
     index.cp.seed = seed
+    index.cp.niter = _KMEANS_ITERATIONS
     index.train(training)
     del training
     for start in range(0, n_items, _ADD_CHUNK):

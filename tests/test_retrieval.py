@@ -172,4 +172,4 @@ def test_cli_index_adds_an_index_and_prints_recall(synthetic_bundle, tmp_path, c
 def test_default_parameters_grow_with_the_catalog():
     small, large = retrieval.IndexParameters.default(200), retrieval.IndexParameters.default(1_000_000)
     assert (small.lists, small.nprobe) == (5, 5)
-    assert (large.lists, large.nprobe, large.candidates) == (4000, 63, 100)
+    assert (large.lists, large.nprobe, large.candidates) == (2000, 32, 100)
