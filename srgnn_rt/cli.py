@@ -138,7 +138,7 @@ def _read_sessions(lines, raw_id_type: type | None):
 def _cmd_recommend(args: argparse.Namespace) -> None:
     from .runtime import Recommender
 
-    recommender = Recommender.load(args.bundle, device=args.device, threads=args.threads)
+    recommender = Recommender.load(args.bundle, device=args.device, threads=args.threads, retrieval=args.retrieval)
     source = sys.stdin if args.input == "-" else open(args.input, encoding="utf-8")
     with source:
         pending: list = []
@@ -291,6 +291,8 @@ def _parser() -> argparse.ArgumentParser:
     recommend.add_argument("--batch-size", type=_positive_int, default=256)
     recommend.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     recommend.add_argument("--threads", type=_positive_int)
+    recommend.add_argument("--retrieval", default="exact", choices=("exact", "index"),
+                           help="score every item (default) or the candidates of the bundle's index (srgnn-rt index)")
     recommend.set_defaults(run=_cmd_recommend)
 
     index = commands.add_parser(
