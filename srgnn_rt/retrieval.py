@@ -337,11 +337,15 @@ def exact_top_k(item_embeddings: np.ndarray, s_h: np.ndarray, k: int) -> np.ndar
     return best_ids
 
 
-def recall_at_k(retriever: Retriever, item_embeddings: np.ndarray, s_h: np.ndarray, k: int = 20) -> float:
+def recall_at_k(
+    retriever: Retriever, item_embeddings: np.ndarray, s_h: np.ndarray, k: int = 20, exact: np.ndarray | None = None
+) -> float:
     """Mean over sessions of |retrieved top-k ∩ exact top-k| / k for the session
-    embeddings ``s_h: float32[B, d]`` (the index's error alone: both sides score the same s_h)."""
+    embeddings ``s_h: float32[B, d]`` (the index's error alone: both sides score the same s_h).
+    ``exact``: ``exact_top_k(item_embeddings, s_h, k)`` when already computed."""
     k = min(positive_int(k, "k"), retriever.n_items)
-    exact = exact_top_k(item_embeddings, s_h, k)
+    if exact is None:
+        exact = exact_top_k(item_embeddings, s_h, k)
     _, retrieved = retriever.top_k(s_h, k)
     hits = [len(np.intersect1d(a, b)) for a, b in zip(exact, retrieved)]
     return float(np.mean(hits)) / k if hits else float("nan")
@@ -366,10 +370,11 @@ def recall_sweep(
     lists, own = retriever.parameters.lists, retriever.parameters.nprobe
     if nprobes is None:
         nprobes = sorted({min(lists, max(1, round(own * factor))) for factor in (0.25, 0.5, 1, 2, 4)})
+    exact = exact_top_k(item_embeddings, s_h, min(k, retriever.n_items))
     rows = []
     for nprobe in nprobes:
         variant = retriever.with_parameters(nprobe=nprobe)
-        recall = recall_at_k(variant, item_embeddings, s_h, k)
+        recall = recall_at_k(variant, item_embeddings, s_h, k, exact)
         began = time.perf_counter()
         for start in range(0, len(s_h), 100):
             variant.top_k(s_h[start:start + 100], k)
