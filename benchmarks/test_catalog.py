@@ -19,7 +19,7 @@ import textwrap
 
 import paths
 import pytest
-from bundles import indexed_bundle, requests, trained_bundle
+from bundles import indexed_bundle, requests
 
 from srgnn_rt import retrieval
 from srgnn_rt.bundle import Bundle

@@ -178,8 +178,8 @@ def write_bundle(
     ``item_embeddings: float32[n_items, d]``; ``manifest``: the manifest's fields
     except ``format``, ``format_version`` and ``files``, which are filled in here
     (it must hold ``n_items``, ``embedding_size``, ``model``, ``graph_builder`` and
-    ``onnx``); ``optional_files``: contents of files named in ``OPTIONAL_FILES``. The files go to a temporary sibling directory, are checked with
-    ``Bundle.load``, and the directory is renamed to ``path``: a failure leaves
+    ``onnx``); ``optional_files``: contents of files named in ``OPTIONAL_FILES``. The
+    files go to a temporary sibling directory, are checked with ``Bundle.load``, and the directory is renamed to ``path``: a failure leaves
     neither a partial bundle nor the temporary directory. An existing non-empty
     ``path`` is replaced only with ``overwrite=True`` (FileExistsError otherwise).
     """

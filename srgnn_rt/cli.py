@@ -162,10 +162,11 @@ def _cmd_index(args: argparse.Namespace) -> None:
     import numpy as np
 
     from . import retrieval
+    from .bundle import Bundle
     from .runtime import Recommender
 
     try:
-        bundle = retrieval.Bundle.load(args.bundle)
+        bundle = Bundle.load(args.bundle)
         parameters = retrieval.IndexParameters.default(
             bundle.n_items, lists=args.lists, nprobe=args.nprobe, candidates=args.candidates
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import shutil
@@ -132,7 +133,7 @@ def test_index_of_another_table_is_rejected(indexed_bundle, tmp_path):
     bundle = Bundle.load(path)
     other = retrieval.build_index(bundle.item_embeddings()[:-1], retrieval.IndexParameters(4, 4, 10))
     faiss.write_index(other, str(path / INDEX_FILENAME))
-    digest = retrieval.hashlib.sha256((path / INDEX_FILENAME).read_bytes()).hexdigest()
+    digest = hashlib.sha256((path / INDEX_FILENAME).read_bytes()).hexdigest()
     _rewrite_manifest(path, lambda m: m["files"][INDEX_FILENAME].update(sha256=digest))
     with pytest.raises(BundleError, match="does not match the item table"):
         Recommender.load(path, device="cpu", retrieval="index")
