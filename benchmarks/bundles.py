@@ -58,6 +58,54 @@ def synthetic_bundle(
     return path
 
 
+def trained_bundle(
+    n_items: int = 100_000, *, n_sessions: int = 50_000, epochs: int = 1, hidden_size: int = DEFAULT_HIDDEN_SIZE,
+    seed: int = 0, threads: int | None = None, cache: Path = BUNDLE_CACHE,
+) -> Path:
+    """Directory of an SR-GNN bundle trained on a synthetic click log, built on first use.
+
+    The log has ``n_sessions`` sessions over ``n_items`` items (Zipf popularity);
+    the reference pipeline keeps the items seen at least 5 times, so the bundle's
+    catalog is smaller than ``n_items``. Training runs ``epochs`` epochs with the
+    paper's settings: popularity shapes the item embeddings' norms, which is what an
+    inner-product index must cope with (random weights make every norm alike).
+    """
+    path = Path(cache) / f"trained-items{n_items}-sessions{n_sessions}-epochs{epochs}-d{hidden_size}-seed{seed}"
+    if (path / "manifest.json").is_file():
+        return path
+    import tempfile
+
+    from srgnn_rt.synthetic import generate_click_log
+    from srgnn_rt_torch.onnx_export import export_run
+    from srgnn_rt_torch.prepare import prepare
+    from srgnn_rt_torch.train import TrainConfig, train
+
+    with tempfile.TemporaryDirectory(dir=Path(cache).parent if Path(cache).parent.is_dir() else None) as work:
+        work = Path(work)
+        log = generate_click_log(n_sessions, seed=seed, days=30, config=SyntheticConfig(n_items=n_items))
+        log.write_csv(work / "clicks.csv")
+        prepare(work / "clicks.csv", work / "data", format="csv",
+                session_column="session", item_column="item", time_column="time")
+        train(work / "data", work / "run", TrainConfig(epochs=epochs, hidden_size=hidden_size, seed=seed),
+              device="cpu", threads=threads, progress=True)
+        try:
+            export_run(work / "run", path)
+        except FileExistsError:  # another process exported it meanwhile
+            pass
+    return path
+
+
+def indexed_bundle(n_items: int = DEFAULT_ITEMS, *, trained: bool = False, cache: Path = BUNDLE_CACHE) -> Path:
+    """``synthetic_bundle(n_items)`` (or ``trained_bundle()``), with its default item
+    index added on first use (``srgnn_rt.retrieval.add_index``)."""
+    from srgnn_rt import retrieval
+
+    path = trained_bundle(cache=cache) if trained else synthetic_bundle(n_items, cache=cache)
+    if not Bundle.load(path).has_file(retrieval.INDEX_FILENAME):
+        retrieval.add_index(path)
+    return path
+
+
 def requests(bundle: Bundle, n_sessions: int, *, length: int | None = None, seed: int = 0) -> list[list[RawId]]:
     """``n_sessions`` sessions of the bundle's raw item ids, from the synthetic click model.
 

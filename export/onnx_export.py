@@ -10,6 +10,13 @@ The ONNX graph (exporter ``torch.onnx.export(dynamo=True)``, opset ``OPSET``):
   ``session_embedding float32[B, d]`` (s_h, for retrieval with an ANN index over
   ``item_embeddings.npy``). Equal scores keep the lower id first (ONNX TopK).
 
+The bundle also holds ``encoder.onnx``, the same model up to s_h for retrieval mode
+(``srgnn_rt.retrieval``): inputs ``node_embeddings float32[B, N, d]`` (the item
+table's rows of ``items``, gathered by the runtime from the memory-mapped
+``item_embeddings.npy``), ``adjacency``, ``alias``, ``mask``; output
+``session_embedding float32[B, d]``. It holds no item table, so a retrieval-mode
+server keeps the table once (memory-mapped) besides the index's own copy.
+
 The scoring product uses the transposed item table ``E[1:]^T`` as an initializer
 of its own (``item_table_t``), so it can be quantised later.
 
@@ -39,7 +46,7 @@ from torch import Tensor, nn
 
 import srgnn_rt
 from srgnn_rt.atomic import check_target
-from srgnn_rt.bundle import Bundle, GraphBuilderOptions, write_bundle
+from srgnn_rt.bundle import ENCODER_FILENAME, Bundle, GraphBuilderOptions, write_bundle
 from srgnn_rt.dataset import PreparedDataset
 from srgnn_rt.graph import CSRSessions, SessionGraphs, build_graphs
 from srgnn_rt.runtime import DEFAULT_MAX_LENGTH
@@ -54,8 +61,10 @@ __all__ = [
     "SCORE_TOLERANCE",
     "ExportVerificationError",
     "export_bundle",
+    "export_encoder_onnx",
     "export_onnx",
     "export_run",
+    "verify_encoder",
     "verify_onnx",
 ]
 
@@ -64,6 +73,8 @@ EXPORTER = "torch.onnx.export(dynamo=True)"
 SCORE_TOLERANCE = 1e-4
 INPUT_NAMES = ("items", "adjacency", "alias", "mask", "k")
 OUTPUT_NAMES = ("scores", "item_ids", "session_embedding")
+ENCODER_INPUT_NAMES = ("node_embeddings", "adjacency", "alias", "mask")
+ENCODER_OUTPUT_NAMES = ("session_embedding",)
 METADATA_N_ITEMS = "srgnn_rt.n_items"
 METADATA_EMBEDDING_SIZE = "srgnn_rt.embedding_size"
 
@@ -92,6 +103,32 @@ class _ServingGraph(nn.Module):
         torch._check(top_k <= scores.shape[1])
         top_scores, top_index = torch.topk(scores, top_k, dim=1)
         return top_scores, top_index + 1, s_h
+
+
+class _Identity(nn.Module):
+    """Stands in for the embedding lookup of an encoder: its input already is the node embeddings."""
+
+    def forward(self, node_embeddings: Tensor) -> Tensor:
+        return node_embeddings
+
+
+def _encoder_copy(model: SRGNN) -> SRGNN:
+    """An eval-mode CPU copy of ``model`` whose ``session_embedding`` takes node embeddings
+    float32[B, N, d] in place of item ids (the item table is not copied)."""
+    if not isinstance(model, SRGNN):
+        raise TypeError(f"expected an SRGNN model, got {type(model).__name__}")
+    return copy.deepcopy(model, memo={id(model.embedding): _Identity()}).to("cpu").eval()
+
+
+class _EncoderGraph(nn.Module):
+    """SRGNN up to s_h: node embeddings and graph arrays -> s_h."""
+
+    def __init__(self, model: SRGNN):
+        super().__init__()
+        self.model = _encoder_copy(model)
+
+    def forward(self, node_embeddings: Tensor, adjacency: Tensor, alias: Tensor, mask: Tensor) -> Tensor:
+        return self.model.session_embedding(node_embeddings, adjacency, alias, mask)
 
 
 def _cpu_copy(model: SRGNN) -> SRGNN:
@@ -154,6 +191,67 @@ def export_onnx(model: SRGNN) -> bytes:
     return proto.SerializeToString()
 
 
+def export_encoder_onnx(model: SRGNN) -> bytes:
+    """The serialized ONNX encoder of ``model`` (see the module docstring; not yet verified,
+    see ``verify_encoder``). Raises ExportVerificationError when B, N or T came out fixed."""
+    encoder = _EncoderGraph(model)
+    d = model.config.hidden_size
+    generator = torch.Generator().manual_seed(0)
+    B, N, T = _EXAMPLE_B, _EXAMPLE_N, _EXAMPLE_T
+    example = (
+        torch.randn(B, N, d, generator=generator),
+        torch.rand(B, N, 2 * N, generator=generator),
+        torch.randint(0, N, (B, T), generator=generator),
+        torch.ones(B, T),
+    )
+    batch, nodes, clicks = torch.export.Dim("batch"), torch.export.Dim("nodes"), torch.export.Dim("clicks")
+    dynamic_shapes = {
+        "node_embeddings": {0: batch, 1: nodes},
+        "adjacency": {0: batch, 1: nodes, 2: 2 * nodes},
+        "alias": {0: batch, 1: clicks},
+        "mask": {0: batch, 1: clicks},
+    }
+    with _quiet_exporter(), torch.no_grad():
+        program = torch.onnx.export(
+            encoder, example, dynamo=True, dynamic_shapes=dynamic_shapes, opset_version=OPSET,
+            input_names=list(ENCODER_INPUT_NAMES), output_names=list(ENCODER_OUTPUT_NAMES), verbose=False,
+            external_data=False,
+        )
+    proto = program.model_proto
+    _check_dynamic(proto)
+    onnx.helper.set_model_props(
+        proto, {METADATA_N_ITEMS: str(model.config.n_items), METADATA_EMBEDDING_SIZE: str(d)}
+    )
+    onnx.checker.check_model(proto, full_check=True)
+    return proto.SerializeToString()
+
+
+def verify_encoder(model: SRGNN, encoder: bytes, batches: Sequence[SessionGraphs]) -> float:
+    """The largest |s_h difference| between the ONNX encoder (onnxruntime, CPU) and torch on
+    ``batches``; raises ExportVerificationError above ``SCORE_TOLERANCE``."""
+    session = onnxruntime.InferenceSession(encoder, providers=["CPUExecutionProvider"])
+    table = model.embedding.weight.detach().cpu().numpy()
+    model = _cpu_copy(model) if next(model.parameters()).device.type != "cpu" else model
+    worst = 0.0
+    for index, batch in enumerate(batches):
+        with torch.no_grad():
+            expected = model.eval().session_embedding(
+                *(torch.from_numpy(a) for a in (batch.items, batch.adjacency, batch.alias, batch.mask))
+            ).numpy()
+        feeds = {"node_embeddings": table[batch.items], "adjacency": batch.adjacency, "alias": batch.alias,
+                 "mask": batch.mask}
+        (s_h,) = session.run(list(ENCODER_OUTPUT_NAMES), feeds)
+        diff = float(np.abs(s_h - expected).max()) if s_h.shape == expected.shape else float("inf")
+        if not diff <= SCORE_TOLERANCE:
+            raise ExportVerificationError(
+                f"ONNX encoder and torch disagree on batch {index} ((B, N, T) = {_shape(batch)}): "
+                f"s_h {s_h.shape} vs {expected.shape}, max |difference| {diff:.3g} > {SCORE_TOLERANCE}; "
+                f"nothing was written"
+            )
+        worst = max(worst, diff)
+    return worst
+
+
 def _name_dimensions(proto: onnx.ModelProto) -> None:
     """Call the outputs' top-k dimension ``k`` (the exporter names it after a symbol)."""
     for output in proto.graph.output:
@@ -162,11 +260,13 @@ def _name_dimensions(proto: onnx.ModelProto) -> None:
 
 
 def _check_dynamic(proto: onnx.ModelProto) -> None:
-    """B, N and T of every graph input must be symbolic, not the example's sizes."""
+    """B, N and T of every graph input must be symbolic, not the example's sizes (d stays fixed)."""
     for graph_input in proto.graph.input:
         if graph_input.name == "k":
             continue
         dims = graph_input.type.tensor_type.shape.dim
+        if graph_input.name == "node_embeddings":  # [B, N, d]: d is the model's
+            dims = dims[:2]
         fixed = [i for i, dim in enumerate(dims) if not dim.dim_param]
         if fixed:
             raise ExportVerificationError(
@@ -310,6 +410,8 @@ def export_bundle(
     if real_sessions is not None:
         batches += _real_batches(real_sessions, config.n_items, builder)
     report = verify_onnx(model, onnx_model, batches)
+    encoder = export_encoder_onnx(model)
+    encoder_diff = verify_encoder(model, encoder, batches)
     manifest = {
         "n_items": config.n_items,
         "embedding_size": config.hidden_size,
@@ -324,11 +426,14 @@ def export_bundle(
         },
         "library_versions": _library_versions(),
         "verification": report,
+        "encoder": {"inputs": list(ENCODER_INPUT_NAMES), "outputs": list(ENCODER_OUTPUT_NAMES),
+                    "max_abs_diff": encoder_diff, "tolerance": SCORE_TOLERANCE},
     }
     item_embeddings = model.embedding.weight.detach()[1:].numpy().astype(np.float32)
     return write_bundle(
         bundle_dir, model=onnx_model, vocab=vocab, item_counts=np.asarray(item_counts, dtype=np.int64),
-        item_embeddings=item_embeddings, manifest=manifest, overwrite=overwrite,
+        item_embeddings=item_embeddings, manifest=manifest, optional_files={ENCODER_FILENAME: encoder},
+        overwrite=overwrite,
     )
 
 

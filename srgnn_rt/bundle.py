@@ -6,6 +6,8 @@ Layout::
     vocab.json           raw item id of each internal id (see srgnn_rt.vocab)
     item_counts.npy      int64[n_items + 1]: training clicks per internal id (popularity fallback)
     item_embeddings.npy  float32[n_items, d]: embedding of items 1..n (for ANN retrieval)
+    encoder.onnx         (optional) node embeddings + graph arrays -> session embedding s_h
+    item_index.faiss     (optional) inner-product index over item_embeddings.npy (srgnn_rt.retrieval)
     manifest.json        format, model config, sizes, ONNX facts, graph-builder options,
                          library versions, and the size and sha256 of every other file
 
@@ -34,7 +36,7 @@ import io
 import json
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -63,8 +65,11 @@ ITEM_COUNTS_FILENAME = "item_counts.npy"
 ITEM_EMBEDDINGS_FILENAME = "item_embeddings.npy"
 BUNDLE_FILES = (MODEL_FILENAME, VOCAB_FILENAME, ITEM_COUNTS_FILENAME, ITEM_EMBEDDINGS_FILENAME)
 """Files every bundle has, each listed in the manifest with its size and sha256."""
-OPTIONAL_FILES: tuple[str, ...] = ()
-"""Files a bundle may have; when the manifest lists one, it is read and verified as the others."""
+ENCODER_FILENAME = "encoder.onnx"
+INDEX_FILENAME = "item_index.faiss"
+OPTIONAL_FILES = (ENCODER_FILENAME, INDEX_FILENAME)
+"""Files a bundle may have (retrieval mode, see srgnn_rt.retrieval); when the manifest lists one,
+it is read and verified as the others."""
 EDGE_WEIGHTS = ("binary", "count")
 MAX_MANIFEST_BYTES = 1 << 24
 
@@ -135,6 +140,10 @@ class Bundle:
     def graph_builder(self) -> GraphBuilderOptions:
         return GraphBuilderOptions(**self.manifest["graph_builder"])
 
+    def has_file(self, name: str) -> bool:
+        """Whether the manifest lists ``name`` (one of ``OPTIONAL_FILES``; the others always are)."""
+        return name in self.manifest["files"]
+
     def item_embeddings(self) -> np.ndarray:
         """float32[n_items, d]: row ``i`` is the embedding of internal id ``i + 1`` (read-only,
         a view of the verified file bytes)."""
@@ -203,6 +212,7 @@ def write_bundle(
     item_embeddings: np.ndarray,
     manifest: Mapping[str, Any],
     overwrite: bool = False,
+    optional_files: Mapping[str, bytes] | None = None,
 ) -> Bundle:
     """Write a bundle directory atomically and return it loaded.
 
@@ -210,7 +220,8 @@ def write_bundle(
     ``item_embeddings: float32[n_items, d]``; ``manifest``: the manifest's fields
     except ``format``, ``format_version`` and ``files``, which are filled in here
     (it must hold ``n_items``, ``embedding_size``, ``model``, ``graph_builder`` and
-    ``onnx``). The files go to a temporary sibling directory, are checked with
+    ``onnx``); ``optional_files``: contents of files named in ``OPTIONAL_FILES``. The
+    files go to a temporary sibling directory, are checked with
     ``Bundle.load``, and the directory takes the place of ``path``: a failure leaves
     neither a partial bundle nor the temporary directory. An existing non-empty
     ``path`` is replaced only with ``overwrite=True`` (FileExistsError otherwise).
@@ -222,23 +233,63 @@ def write_bundle(
     reserved = {"format", "format_version", "files"} & set(manifest)
     if reserved:
         raise ValueError(f"manifest fields {sorted(reserved)} are filled in by write_bundle; leave them out")
+    optional_files = dict(optional_files or {})
+    unknown = set(optional_files) - set(OPTIONAL_FILES)
+    if unknown:
+        raise ValueError(f"optional_files may name {OPTIONAL_FILES}, got {sorted(unknown)}")
     contents = {
         MODEL_FILENAME: model,
         VOCAB_FILENAME: vocab.to_json(),
         ITEM_COUNTS_FILENAME: _npy_bytes(item_counts),
         ITEM_EMBEDDINGS_FILENAME: _npy_bytes(item_embeddings),
+        **optional_files,
     }
     full = {"format": FORMAT, "format_version": FORMAT_VERSION, **manifest}
-    full["files"] = {name: {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
-                     for name, data in contents.items()}
+    full["files"] = {name: _file_entry(data) for name, data in contents.items()}
     with staging_directory(path, overwrite=overwrite) as staging:
         for name, data in contents.items():
             (staging / name).write_bytes(data)
-        with open(staging / MANIFEST_FILENAME, "w", encoding="utf-8") as f:
-            json.dump(full, f, indent=2)
-            f.write("\n")
-        checked = Bundle.load(staging)
+        checked = _write_manifest_and_check(staging, full)
     return dataclasses.replace(checked, path=Path(path).absolute())
+
+
+def add_to_bundle(
+    path: str | os.PathLike, name: str, write: Callable[[Path], None], manifest_fields: Mapping[str, Any]
+) -> Bundle:
+    """Add (or replace) the optional file ``name`` of the bundle at ``path`` atomically; return it loaded.
+
+    ``write(file_path)`` writes the file; ``manifest_fields`` are set in the manifest
+    beside its new checksum. The bundle is first loaded and checked; the new one is
+    assembled in a temporary sibling (the other files hard-linked, or copied where
+    links fail), checked, and takes the place of ``path`` in one step: readers see the
+    old bundle or the new one, and a failure leaves the old one as it was.
+    """
+    if name not in OPTIONAL_FILES:
+        raise ValueError(f"only the optional files {OPTIONAL_FILES} can be added to a bundle, got {name!r}")
+    reserved = {"format", "format_version", "files"} & set(manifest_fields)
+    if reserved:
+        raise ValueError(f"manifest fields {sorted(reserved)} are kept by add_to_bundle; leave them out")
+    current = Bundle.load(path)
+    with staging_directory(current.path, overwrite=True) as staging:
+        for existing, data in current.files.items():
+            if existing != name:
+                (staging / existing).write_bytes(data)  # the verified bytes, not the files as they are now
+        write(staging / name)
+        full = {**current.manifest, **manifest_fields}
+        full["files"] = {**current.manifest["files"], name: _file_entry((staging / name).read_bytes())}
+        checked = _write_manifest_and_check(staging, full)
+    return dataclasses.replace(checked, path=current.path)
+
+
+def _file_entry(data: bytes) -> dict[str, Any]:
+    return {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+
+
+def _write_manifest_and_check(directory: Path, manifest: Mapping[str, Any]) -> Bundle:
+    with open(directory / MANIFEST_FILENAME, "w", encoding="utf-8") as f:
+        json.dump(manifest, f, indent=2)
+        f.write("\n")
+    return Bundle.load(directory)
 
 
 def _npy_bytes(array: np.ndarray) -> bytes:

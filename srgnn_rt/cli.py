@@ -296,7 +296,8 @@ def _write_answers(recommender, lines: queue.Queue, out, args: argparse.Namespac
 def _cmd_recommend(args: argparse.Namespace) -> None:
     from .runtime import Recommender
 
-    recommender = Recommender.load(args.bundle, device=args.device, threads=args.threads)
+    recommender = Recommender.load(args.bundle, device=args.device, threads=args.threads,
+                                  retrieval=args.retrieval)
     if args.k > recommender.n_items:  # else every line would get the same error
         raise ValueError(f"-k {args.k} is more than the model's {recommender.n_items} items")
     try:
@@ -375,6 +376,45 @@ def _cmd_serve(args: argparse.Namespace) -> None:
         if deployed:  # the replicas answer what they accepted while the proxy still runs
             serve.delete(args.name)
         serve.shutdown()
+
+
+def _cmd_index(args: argparse.Namespace) -> None:
+    import numpy as np
+
+    from . import retrieval
+    from .bundle import Bundle
+    from .runtime import Recommender
+
+    try:
+        bundle = Bundle.load(args.bundle)
+        parameters = retrieval.IndexParameters.default(
+            bundle.n_items, lists=args.lists, nprobe=args.nprobe, candidates=args.candidates
+        )
+        bundle = retrieval.add_index(bundle, parameters, seed=args.seed)
+        recommender = Recommender.load(bundle, device="cpu", retrieval="index")
+    except ImportError as exc:
+        raise SystemExit(f"srgnn-rt index: {exc}") from None
+    section = bundle.manifest["retrieval"]
+    print(f"added {section['kind']} index to {bundle.path}: {bundle.n_items} items, lists = {parameters.lists}, "
+          f"nprobe = {parameters.nprobe}, candidates = {parameters.candidates}, built in {section['build_seconds']} s")
+    if args.sessions_file is not None:
+        with open(args.sessions_file, encoding="utf-8") as source:
+            sessions = [session for _, session in _read_sessions(source, recommender.raw_id_type)]
+        where = args.sessions_file
+    else:
+        sessions = [bundle.vocab.decode(s).tolist()
+                    for s in retrieval.synthetic_sessions(bundle.n_items, args.recall_sessions, seed=args.seed)]
+        where = "synthetic sessions"
+    known = [session for session in sessions if any(bundle.vocab.encode(session))]
+    s_h = recommender.session_embeddings(known)
+    k = min(args.k, bundle.n_items)
+    print(f"recall@{k} against exact scoring on {len(known)} {where} (set nprobe with --nprobe):")
+    print(f"{'nprobe':>8}{'candidates':>12}{'recall':>10}{'ms/100':>10}")
+    table = bundle.item_embeddings()
+    for row in retrieval.recall_sweep(recommender.retriever, table, np.asarray(s_h), k):
+        mark = "  <- stored" if row["nprobe"] == parameters.nprobe else ""
+        print(f"{row['nprobe']:>8}{row['candidates']:>12}{row['recall']:>10.4f}{row['ms_per_batch_of_100']:>10.2f}"
+              f"{mark}")
 
 
 def _cmd_quickstart(args: argparse.Namespace) -> None:
@@ -515,6 +555,8 @@ def _parser() -> argparse.ArgumentParser:
                            help="stop at the first bad line (exit 2) instead of answering it with an error line")
     recommend.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     recommend.add_argument("--threads", type=_positive_int)
+    recommend.add_argument("--retrieval", default="exact", choices=("exact", "index"),
+                           help="score every item (default) or the candidates of the bundle's index (srgnn-rt index)")
     recommend.set_defaults(run=_cmd_recommend)
 
     triton = commands.add_parser("triton", help="a bundle -> a Triton model repository (Python backend)")
@@ -553,6 +595,19 @@ def _parser() -> argparse.ArgumentParser:
                        help="a batch closes at this total cost (clicks, or the runtime's request cost)")
     serve.add_argument("--batch-wait-ms", type=float, default=2.0, help="longest wait to fill a batch (default 2)")
     serve.set_defaults(run=_cmd_serve)
+
+    index = commands.add_parser(
+        "index", help="add an approximate item index to a bundle (retrieval mode) and print its recall"
+    )
+    index.add_argument("bundle")
+    index.add_argument("--lists", type=_positive_int, help="k-means cells (default ~ 4 sqrt(n_items))")
+    index.add_argument("--nprobe", type=_positive_int, help="cells scanned per session (default ~ lists / 64, >= 16)")
+    index.add_argument("--candidates", type=_positive_int, help="items re-scored exactly per session (default 100)")
+    index.add_argument("-k", type=_positive_int, default=20, help="recall@k to report (default 20)")
+    index.add_argument("--sessions-file", help="sessions to measure recall on, one per line (default: synthetic)")
+    index.add_argument("--recall-sessions", type=_positive_int, default=1000, help="synthetic sessions (default 1000)")
+    index.add_argument("--seed", type=int, default=0)
+    index.set_defaults(run=_cmd_index)
 
     quickstart = commands.add_parser("quickstart", help="synthetic data -> prepare -> train -> export -> serve")
     quickstart.add_argument("--workdir", default="srgnn-quickstart")

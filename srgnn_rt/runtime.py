@@ -39,6 +39,7 @@ import onnxruntime
 
 from .bundle import Bundle, BundleError
 from .graph import build_graphs
+from .retrieval import Retriever, encoder_model
 from .validation import positive_int
 from .vocab import RawId
 
@@ -50,6 +51,8 @@ _DEVICES = ("auto", "cpu", "cuda")
 _UNKNOWN = ("drop", "error")
 _EMPTY = ("popular", "error")
 _INPUTS = ("items", "adjacency", "alias", "mask", "k")
+_RETRIEVALS = ("exact", "index")
+_ENCODER_INPUTS = ("node_embeddings", "adjacency", "alias", "mask")
 BUCKET_SIZE = 64
 """Most sessions in one model run; larger batches run in several (see ``cost_buckets``)."""
 SMALL_FEED_BYTES = 1 << 16
@@ -114,8 +117,10 @@ class Recommender:
         *,
         max_length: int | None = None,
         max_clicks: int | None = DEFAULT_MAX_CLICKS,
+        retriever: Retriever | None = None,
     ):
         self._bundle = bundle
+        self._retriever = retriever
         self._session = session
         self._provider = session.get_providers()[0]
         self._io_device = "cuda" if self._provider == _CUDA else None
@@ -132,7 +137,7 @@ class Recommender:
         counts = bundle.item_counts[1:]
         self._popular_ids = np.argsort(-counts, kind="stable").astype(np.int64) + 1
         self._popular_scores = counts[self._popular_ids - 1].astype(np.float32)
-        _check_model(bundle, session)
+        _check_model(bundle, session, _INPUTS if retriever is None else _ENCODER_INPUTS)
 
     @classmethod
     def load(
@@ -143,6 +148,7 @@ class Recommender:
         threads: int | None = None,
         max_length: int | None = None,
         max_clicks: int | None = DEFAULT_MAX_CLICKS,
+        retrieval: Literal["exact", "index"] = "exact",
     ) -> Recommender:
         """Load and check a bundle directory (or an already loaded ``Bundle``).
 
@@ -156,11 +162,17 @@ class Recommender:
         none; another value serves the model on sessions unlike its training).
         ``max_clicks``: longest session accepted, in raw ids before the cut (None:
         no limit); longer ones raise ValueError.
+        ``retrieval="index"`` serves from the bundle's item index (``srgnn-rt index``; see
+        ``srgnn_rt.retrieval``): the encoder gives s_h, the index proposes candidates,
+        exact scores rank them; model.onnx and its item tables are not loaded. It raises
+        BundleError when the bundle has no (matching) index and ImportError without faiss.
         """
         if max_clicks is not None:
             positive_int(max_clicks, "max_clicks")
         if max_length is not None:
             positive_int(max_length, "max_length")
+        if retrieval not in _RETRIEVALS:
+            raise ValueError(f"retrieval must be one of {_RETRIEVALS}, got {retrieval!r}")
         if device not in _DEVICES:
             raise ValueError(f"device must be one of {_DEVICES}, got {device!r}")
         if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
@@ -175,13 +187,15 @@ class Recommender:
         has_driver = _cuda_driver_present()
         want_cuda = device != "cpu" and has_provider and has_driver
         providers = [_CUDA, _CPU] if want_cuda else [_CPU]
+        retriever = Retriever.load(bundle) if retrieval == "index" else None
+        model = bundle.model_bytes if retriever is None else encoder_model(bundle)
+        name = bundle.model_path.name if retriever is None else "encoder.onnx"
         try:  # from the verified bytes, never from the path: the file may have been replaced since
-            session = onnxruntime.InferenceSession(bundle.model_bytes, options, providers=providers)
+            session = onnxruntime.InferenceSession(model, options, providers=providers)
         except MemoryError:
             raise
         except Exception as exc:  # onnxruntime's errors (InvalidProtobuf, Fail, ...) share no base class
-            raise BundleError(f"bundle {bundle.path}: {bundle.model_path.name} cannot be loaded by onnxruntime: "
-                              f"{exc}") from None
+            raise BundleError(f"bundle {bundle.path}: {name} cannot be loaded by onnxruntime: {exc}") from None
         if device != "cpu" and session.get_providers()[0] != _CUDA:
             if not has_provider:
                 why = "this onnxruntime has no CUDA provider (install onnxruntime-gpu)"
@@ -192,7 +206,7 @@ class Recommender:
             if device == "cuda":
                 raise ValueError(f"device='cuda' was asked for but {why}")
             warnings.warn(f"srgnn_rt: running on the CPU: {why}", RuntimeWarning, stacklevel=2)
-        return cls(bundle, session, max_length=max_length, max_clicks=max_clicks)
+        return cls(bundle, session, max_length=max_length, max_clicks=max_clicks, retriever=retriever)
 
     @property
     def provider(self) -> str:
@@ -206,6 +220,16 @@ class Recommender:
     @property
     def n_items(self) -> int:
         return self._n_items
+
+    @property
+    def retriever(self) -> Retriever | None:
+        """The index and its parameters in retrieval mode ``"index"``; None in ``"exact"``."""
+        return self._retriever
+
+    @property
+    def retrieval(self) -> str:
+        """``"exact"`` (every item scored by the model) or ``"index"`` (see ``Recommender.load``)."""
+        return "exact" if self._retriever is None else "index"
 
     @property
     def max_length(self) -> int:
@@ -411,6 +435,9 @@ class Recommender:
     def _feeds(self, sessions: list[list[int]], k: int) -> dict[str, np.ndarray]:
         graphs = build_graphs(sessions, n_items=self._n_items, max_length=self._max_length,
                               edge_weight=self._edge_weight)
+        if self._retriever is not None:
+            return {"node_embeddings": self._retriever.node_embeddings(graphs.items), "adjacency": graphs.adjacency,
+                    "alias": graphs.alias, "mask": graphs.mask}
         return {"items": graphs.items, "adjacency": graphs.adjacency, "alias": graphs.alias, "mask": graphs.mask,
                 "k": np.array([k], dtype=np.int64)}
 
@@ -424,6 +451,10 @@ class Recommender:
         session's own items are filtered out here; a row keeps fewer than k only when
         fewer items remain.
         """
+        if self._retriever is not None:
+            (s_h,) = self._infer(sessions, k, ["session_embedding"])
+            seen = [np.unique(np.asarray(session, dtype=np.int64)) for session in sessions] if exclude_seen else None
+            return self._retriever.top_k(s_h, k, seen)
         if not exclude_seen:
             return self._infer(sessions, k, ["scores", "item_ids"])
         distinct = [np.unique(np.asarray(session, dtype=np.int64)) for session in sessions]
@@ -545,11 +576,11 @@ def _cuda_driver_present() -> bool:
     return True
 
 
-def _check_model(bundle: Bundle, session: onnxruntime.InferenceSession) -> None:
+def _check_model(bundle: Bundle, session: onnxruntime.InferenceSession, inputs: tuple[str, ...]) -> None:
     """The ONNX model's inputs and recorded sizes agree with the bundle's manifest."""
     names = tuple(i.name for i in session.get_inputs())
-    if names != _INPUTS:
-        raise BundleError(f"bundle {bundle.path}: model.onnx has inputs {names}, expected {_INPUTS}")
+    if names != inputs:
+        raise BundleError(f"bundle {bundle.path}: the ONNX model has inputs {names}, expected {inputs}")
     metadata = session.get_modelmeta().custom_metadata_map
     for field, key in _METADATA.items():
         expected = getattr(bundle, field)
