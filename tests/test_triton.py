@@ -7,6 +7,7 @@ BYTES tensors). Answers are compared with the in-process ``Recommender``.
 
 from __future__ import annotations
 
+import importlib.util
 import platform
 import queue
 from pathlib import Path
@@ -29,10 +30,8 @@ def _server_available() -> str | None:
     """Why the local Triton server cannot run here, or None."""
     if platform.system() != "Linux" or platform.machine() != "x86_64":
         return f"the tritonserver binary of nvidia-pytriton runs on Linux x86-64 only, not {platform.platform()}"
-    try:
-        import pytriton  # noqa: F401
-    except ModuleNotFoundError:
-        return "nvidia-pytriton (which ships tritonserver) is not installed: pip install nvidia-pytriton"
+    if importlib.util.find_spec("pytriton") is None:
+        return "nvidia-pytriton (which ships tritonserver) is not installed: pip install --no-deps nvidia-pytriton"
     return None
 
 

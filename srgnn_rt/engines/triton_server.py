@@ -13,6 +13,7 @@ repository's ``python_path`` (see ``srgnn_rt.engines.triton``).
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import socket
@@ -32,11 +33,12 @@ _SERVER_NUMPY = "numpy>=1.24,<2"
 
 
 def _pytriton_dir() -> Path:
-    try:
-        import pytriton
-    except ModuleNotFoundError:
-        raise ModuleNotFoundError(_MISSING) from None
-    return Path(pytriton.__file__).resolve().parent
+    """Where nvidia-pytriton is installed, found without importing it (only its server binary and
+    libraries are used; its Python side pins numpy < 2, so it may be installed with --no-deps)."""
+    spec = importlib.util.find_spec("pytriton")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError(_MISSING)
+    return Path(next(iter(spec.submodule_search_locations))).resolve()
 
 
 def server_python_path(cache: str | os.PathLike | None = None) -> list[Path]:
