@@ -15,7 +15,9 @@ that numbers compare with the paper's).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import glob
 import json
 import os
 import time
@@ -31,9 +33,19 @@ from srgnn_rt.graph import CSRSessions
 from .batches import BatchLoader
 from .evaluate import evaluate_model
 from .model import SRGNN, ModelConfig
-from .run import BEST_WEIGHTS_FILENAME, CONFIG_FILENAME, LAST_STATE_FILENAME, METRICS_FILENAME, resolve_device
+from .run import (
+    BEST_WEIGHTS_FILENAME,
+    CONFIG_FILENAME,
+    LAST_STATE_FILENAME,
+    LOCK_FILENAME,
+    METRICS_FILENAME,
+    resolve_device,
+)
 
 SELECTION_METRIC = "HR@20"
+CHECKPOINT_VERSION = 2
+# Options a resumed run may change: they say when to stop, not what a step does.
+RESUMABLE_OPTIONS = ("epochs", "patience")
 
 
 @dataclass(frozen=True)
@@ -76,6 +88,10 @@ class TrainConfig:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    def replace(self, **changes) -> "TrainConfig":
+        """A copy with ``changes`` applied (and checked)."""
+        return dataclasses.replace(self, **changes)
+
     @classmethod
     def from_dict(cls, values: dict) -> "TrainConfig":
         names = {f.name for f in dataclasses.fields(cls)}
@@ -95,6 +111,7 @@ class TrainResult:
     run_dir: str
     history: list[dict] = field(default_factory=list)
     best: dict = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
 
 def _split_validation(train: PrefixSplit, fraction: float) -> tuple[PrefixSplit, PrefixSplit | None]:
@@ -123,7 +140,7 @@ def build_optimizer(model: SRGNN, config: TrainConfig) -> torch.optim.Adam:
         return torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.l2)
 
 
-def _save_weights(obj, path: str) -> None:
+def _save_torch(obj, path: str) -> None:
     with staging_file(path) as staging:
         torch.save(obj, staging)
 
@@ -138,10 +155,121 @@ def _improves(metrics: dict, best: dict) -> dict[str, bool]:
     return {name: metrics[name] > best.get(name, {}).get("value", -1.0) for name in ("HR@20", "MRR@20")}
 
 
+def saved_config(run_dir: str | os.PathLike) -> TrainConfig:
+    """The training configuration a run directory was started with (``config.json``)."""
+    path = os.path.join(os.fspath(run_dir), CONFIG_FILENAME)
+    if not os.path.exists(path):
+        raise ValueError(f"cannot resume: {os.fspath(run_dir)} holds no run ({CONFIG_FILENAME} is missing); "
+                         "start one without --resume")
+    with open(path) as f:
+        return TrainConfig.from_dict(json.load(f)["train"])
+
+
+def _resumed_config(saved: TrainConfig, given: TrainConfig | None) -> TrainConfig:
+    """``given`` when it differs from ``saved`` only in options a resume may change; else ValueError."""
+    if given is None:
+        return saved
+    changed = [
+        f"{name} (the run has {getattr(saved, name)!r}, given {getattr(given, name)!r})"
+        for name in (f.name for f in dataclasses.fields(TrainConfig))
+        if name not in RESUMABLE_OPTIONS and getattr(saved, name) != getattr(given, name)
+    ]
+    if changed:
+        raise ValueError(f"cannot change {', '.join(changed)} when resuming: a resumed run keeps its "
+                         f"configuration except {' and '.join(RESUMABLE_OPTIONS)}; start a new run instead")
+    return given
+
+
+@contextlib.contextmanager
+def _locked(run_dir: str):
+    """Hold ``run_dir/.lock`` (POSIX advisory lock, freed by the OS if the process dies):
+    two processes never train into one directory."""
+    os.makedirs(run_dir, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock
+        yield
+        return
+    with open(os.path.join(run_dir, LOCK_FILENAME), "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ValueError(f"{run_dir} is in use: another process is training into it") from None
+        # Staging files of a writer killed mid-write (nothing else writes here while we hold the lock).
+        for leftover in glob.glob(os.path.join(glob.escape(run_dir), ".tmp-*")):
+            os.unlink(leftover)
+        yield
+
+
+def _load_checkpoint(run_dir: str) -> dict | None:
+    """The training state in ``run_dir/last.pt``, or None when no epoch has finished yet."""
+    path = os.path.join(run_dir, LAST_STATE_FILENAME)
+    if not os.path.exists(path):
+        return None
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(state, dict) or state.get("version") != CHECKPOINT_VERSION:
+        raise ValueError(f"cannot resume: {path} was written by another version of srgnn-rt; start a new run")
+    return state
+
+
+def _open_run(run_dir: str, config: TrainConfig | None, resume: bool, notes: list[str]) -> tuple[TrainConfig, dict | None]:
+    """Check ``run_dir`` for a fresh or resumed run; the configuration to train with and the checkpoint.
+
+    A directory whose run finished no epoch (killed during epoch 1) is never a dead end:
+    a fresh run takes it over, ``resume`` starts it from epoch 1 with its saved configuration.
+    """
+    has_config = os.path.exists(os.path.join(run_dir, CONFIG_FILENAME))
+    checkpoint = _load_checkpoint(run_dir) if has_config else None
+    if resume:
+        config = _resumed_config(saved_config(run_dir), config)
+        if checkpoint is None:
+            notes.append(f"{run_dir} finished no epoch before it stopped: starting it from epoch 1")
+        return config, checkpoint
+    if checkpoint is not None:
+        raise ValueError(f"{run_dir} already holds a run ({checkpoint['epochs_done']} epochs trained); "
+                         "pass resume=True (--resume) to continue it, or choose another directory")
+    if has_config:
+        notes.append(f"{run_dir} held a run that finished no epoch: replacing it")
+    return config if config is not None else TrainConfig(), None
+
+
+def _check_extension(config: TrainConfig, checkpoint: dict, notes: list[str]) -> None:
+    """Refuse an ``epochs`` or ``patience`` that a resumed run could not honour; note a finished run."""
+    done, bad_epochs = checkpoint["epochs_done"], checkpoint["bad_epochs"]
+    if config.epochs < done:
+        raise ValueError(f"the run has already trained {done} epochs; epochs={config.epochs} cannot undo them")
+    if done < config.epochs and bad_epochs >= config.patience:
+        raise ValueError(f"the run stopped early after epoch {done}: {bad_epochs} epochs without a new best "
+                         f"reach patience={config.patience}; raise patience (--patience) to train more epochs")
+    if done == config.epochs:
+        notes.append(f"the run has already trained its {done} epochs; pass a larger epochs (--epochs) to extend it")
+
+
+def _check_same_data(run_dir: str, dataset: PreparedDataset) -> None:
+    """A resumed run must train on the dataset it started with (same manifest)."""
+    with open(os.path.join(run_dir, CONFIG_FILENAME)) as f:
+        recorded = json.load(f)["data"]
+    if recorded["manifest"] != dataset.manifest:
+        raise ValueError(f"cannot resume: the dataset given is not the one the run was trained on "
+                         f"({recorded['path']}, by its manifest)")
+
+
+def _write_views(checkpoint: dict, run_dir: str, best_changed: bool) -> None:
+    """``model.pt`` and ``metrics.json`` from the checkpoint (rewritten after it, so a kill in
+    between is repaired by the next resume)."""
+    if best_changed:
+        _save_torch(checkpoint["best_model"], os.path.join(run_dir, BEST_WEIGHTS_FILENAME))
+    _save_json(
+        {"selection": checkpoint["selection"], "epochs": checkpoint["history"], "best": checkpoint["best"],
+         "bad_epochs": checkpoint["bad_epochs"]},
+        os.path.join(run_dir, METRICS_FILENAME),
+    )
+
+
 def train(
     data_dir: str | os.PathLike,
     run_dir: str | os.PathLike,
-    config: TrainConfig = TrainConfig(),
+    config: TrainConfig | None = None,
     *,
     device: str = "auto",
     threads: int | None = None,
@@ -150,8 +278,10 @@ def train(
 ) -> TrainResult:
     """Train SR-GNN on a prepared dataset directory; write the run into ``run_dir``.
 
-    ``resume=True`` continues from ``run_dir/last.pt`` with the configuration
-    saved there; otherwise ``run_dir`` must not hold a run yet.
+    A fresh run needs a ``run_dir`` without a trained epoch (default config: the paper's).
+    ``resume=True`` continues from ``run_dir/last.pt`` exactly as if never stopped;
+    ``config``, when given, must equal the saved one except ``epochs`` (a larger value
+    extends the run on the same schedule) and ``patience``.
     """
     from tqdm.auto import tqdm
 
@@ -161,54 +291,40 @@ def train(
             raise ValueError(f"threads must be >= 1, got {threads}")
         torch.set_num_threads(threads)
     dataset = PreparedDataset.load(data_dir)
-    config_path = os.path.join(run_dir, CONFIG_FILENAME)
-    if resume:
-        if not os.path.exists(os.path.join(run_dir, LAST_STATE_FILENAME)):
-            raise ValueError(f"cannot resume: {run_dir} has no {LAST_STATE_FILENAME}")
-        with open(config_path) as f:
-            saved = json.load(f)
-        config = TrainConfig.from_dict(saved["train"])
-    elif os.path.exists(config_path):
-        raise ValueError(f"{run_dir} already holds a run; pass resume=True or choose another directory")
+    notes: list[str] = []
+    with _locked(run_dir):
+        config, checkpoint = _open_run(run_dir, config, resume, notes)
+        torch_device = resolve_device(device)
+        torch.manual_seed(config.seed)
+        model_config = ModelConfig(
+            n_items=dataset.vocab.n_items, hidden_size=config.hidden_size, step=config.step, nonhybrid=config.nonhybrid
+        )
+        model = SRGNN(model_config).to(torch_device)
+        optimizer = build_optimizer(model, config)
+        scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=config.lr_decay_step, gamma=config.lr_decay)
 
-    torch_device = resolve_device(device)
-    torch.manual_seed(config.seed)
-    model_config = ModelConfig(
-        n_items=dataset.vocab.n_items, hidden_size=config.hidden_size, step=config.step, nonhybrid=config.nonhybrid
-    )
-    model = SRGNN(model_config).to(torch_device)
-    optimizer = build_optimizer(model, config)
-    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=config.lr_decay_step, gamma=config.lr_decay)
+        train_split, valid_split = _split_validation(dataset.train, config.valid_fraction)
+        loader_options = dict(
+            n_items=dataset.vocab.n_items,
+            batch_size=config.batch_size,
+            device=torch_device,
+            max_length=config.max_length,
+            edge_weight=config.edge_weight,
+        )
+        train_loader = BatchLoader(train_split, **loader_options)
+        select_loader = BatchLoader(valid_split or dataset.test, **loader_options)
+        selection = "validation" if valid_split is not None else "test"
 
-    train_split, valid_split = _split_validation(dataset.train, config.valid_fraction)
-    n_items = dataset.vocab.n_items
-    loader_options = dict(
-        n_items=n_items,
-        batch_size=config.batch_size,
-        device=torch_device,
-        max_length=config.max_length,
-        edge_weight=config.edge_weight,
-    )
-    train_loader = BatchLoader(train_split, **loader_options)
-    select_loader = BatchLoader(valid_split or dataset.test, **loader_options)
-    selection = "validation" if valid_split is not None else "test"
-
-    history: list[dict] = []
-    best: dict = {}
-    bad_epochs = 0
-    first_epoch = 0
-    os.makedirs(run_dir, exist_ok=True)
-    if resume:
-        state = torch.load(os.path.join(run_dir, LAST_STATE_FILENAME), map_location=torch_device, weights_only=True)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        with open(os.path.join(run_dir, METRICS_FILENAME)) as f:
-            saved_metrics = json.load(f)
-        history, best = saved_metrics["epochs"], saved_metrics["best"]
-        bad_epochs = saved_metrics["bad_epochs"]
-        first_epoch = len(history)
-    else:
+        if checkpoint is None:
+            checkpoint = {"version": CHECKPOINT_VERSION, "selection": selection, "epochs_done": 0, "history": [],
+                          "best": {}, "bad_epochs": 0, "best_model": None}
+        else:
+            _check_same_data(run_dir, dataset)
+            _check_extension(config, checkpoint, notes)
+            model.load_state_dict(checkpoint["model"])
+            optimizer.load_state_dict(checkpoint["optimizer"])
+            scheduler.load_state_dict(checkpoint["scheduler"])
+            _write_views(checkpoint, run_dir, best_changed=True)
         _save_json(
             {
                 "model": model_config.to_dict(),
@@ -216,64 +332,68 @@ def train(
                 "data": {"path": os.path.abspath(data_dir), "manifest": dataset.manifest},
                 "selection": selection,
             },
-            config_path,
-        )
-
-    loss_fn = torch.nn.CrossEntropyLoss()
-    for epoch in range(first_epoch, config.epochs):
-        if bad_epochs >= config.patience:
-            break
-        model.train()
-        order = np.random.default_rng([config.seed, epoch]).permutation(len(train_split))
-        total_loss, n_seen, started = 0.0, 0, time.perf_counter()
-        bar = tqdm(
-            train_loader.batches(order), total=len(train_loader), desc=f"epoch {epoch + 1}/{config.epochs}",
-            unit="batch", disable=not progress, leave=False, mininterval=0.5,
-        )
-        for batch_number, (items, adjacency, alias, mask, targets) in enumerate(bar):
-            optimizer.zero_grad(set_to_none=True)
-            loss = loss_fn(model(items, adjacency, alias, mask), targets - 1)
-            loss.backward()
-            optimizer.step()
-            total_loss += loss.item() * len(targets)
-            n_seen += len(targets)
-            if batch_number % 50 == 0:
-                bar.set_postfix(
-                    loss=f"{total_loss / n_seen:.4f}",
-                    prefixes_per_s=f"{n_seen / (time.perf_counter() - started):.0f}",
-                    refresh=False,
-                )
-        train_seconds = time.perf_counter() - started
-        lr = optimizer.param_groups[0]["lr"]
-        scheduler.step()  # after the epoch: the reference's schedule, without its off-by-one
-        metrics = evaluate_model(model, select_loader, config.ks)
-        record = {
-            "epoch": epoch + 1,
-            "loss": total_loss / max(n_seen, 1),
-            "lr": lr,
-            "train_seconds": train_seconds,
-            "prefixes_per_second": n_seen / train_seconds if train_seconds > 0 else None,
-            selection: metrics,
-        }
-        history.append(record)
-        improved = _improves(metrics, best)
-        for name, better in improved.items():
-            if better:
-                best[name] = {"value": metrics[name], "epoch": epoch + 1}
-        if improved[SELECTION_METRIC]:
-            _save_weights(model.state_dict(), os.path.join(run_dir, BEST_WEIGHTS_FILENAME))
-            best["checkpoint"] = {"epoch": epoch + 1, selection: metrics}
-        bad_epochs = 0 if any(improved.values()) else bad_epochs + 1
-        _save_weights(
-            {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()},
-            os.path.join(run_dir, LAST_STATE_FILENAME),
-        )
-        _save_json(
-            {"selection": selection, "epochs": history, "best": best, "bad_epochs": bad_epochs},
-            os.path.join(run_dir, METRICS_FILENAME),
+            os.path.join(run_dir, CONFIG_FILENAME),
         )
         if progress:
-            shown = "  ".join(f"{k} {metrics[k]:.2f}" for k in ("HR@20", "MRR@20"))
-            tqdm.write(f"epoch {epoch + 1}: loss {record['loss']:.4f}  {selection} {shown}  "
-                       f"({record['prefixes_per_second']:.0f} prefixes/s)")
-    return TrainResult(run_dir=run_dir, history=history, best=best)
+            for note in notes:
+                tqdm.write(f"note: {note}")
+
+        loss_fn = torch.nn.CrossEntropyLoss()
+        history, best = checkpoint["history"], checkpoint["best"]
+        bad_epochs = checkpoint["bad_epochs"]
+        for epoch in range(checkpoint["epochs_done"], config.epochs):
+            if bad_epochs >= config.patience:
+                break
+            model.train()
+            # The order of an epoch depends on (seed, epoch) only: no RNG state to carry across a resume.
+            order = np.random.default_rng([config.seed, epoch]).permutation(len(train_split))
+            total_loss, n_seen, started = 0.0, 0, time.perf_counter()
+            bar = tqdm(
+                train_loader.batches(order), total=len(train_loader), desc=f"epoch {epoch + 1}/{config.epochs}",
+                unit="batch", disable=not progress, leave=False, mininterval=0.5,
+            )
+            for batch_number, (items, adjacency, alias, mask, targets) in enumerate(bar):
+                optimizer.zero_grad(set_to_none=True)
+                loss = loss_fn(model(items, adjacency, alias, mask), targets - 1)
+                loss.backward()
+                optimizer.step()
+                total_loss += loss.item() * len(targets)
+                n_seen += len(targets)
+                if batch_number % 50 == 0:
+                    bar.set_postfix(
+                        loss=f"{total_loss / n_seen:.4f}",
+                        prefixes_per_s=f"{n_seen / (time.perf_counter() - started):.0f}",
+                        refresh=False,
+                    )
+            train_seconds = time.perf_counter() - started
+            lr = optimizer.param_groups[0]["lr"]
+            scheduler.step()  # after the epoch: the reference's schedule, without its off-by-one
+            metrics = evaluate_model(model, select_loader, config.ks)
+            record = {
+                "epoch": epoch + 1,
+                "loss": total_loss / max(n_seen, 1),
+                "lr": lr,
+                "train_seconds": train_seconds,
+                "prefixes_per_second": n_seen / train_seconds if train_seconds > 0 else None,
+                selection: metrics,
+            }
+            history.append(record)
+            improved = _improves(metrics, best)
+            for name, better in improved.items():
+                if better:
+                    best[name] = {"value": metrics[name], "epoch": epoch + 1}
+            if improved[SELECTION_METRIC]:
+                checkpoint["best_model"] = {name: value.detach().clone() for name, value in model.state_dict().items()}
+                best["checkpoint"] = {"epoch": epoch + 1, selection: metrics}
+            bad_epochs = 0 if any(improved.values()) else bad_epochs + 1
+            checkpoint.update(
+                epochs_done=epoch + 1, bad_epochs=bad_epochs, model=model.state_dict(),
+                optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
+            )
+            _save_torch(checkpoint, os.path.join(run_dir, LAST_STATE_FILENAME))
+            _write_views(checkpoint, run_dir, best_changed=improved[SELECTION_METRIC])
+            if progress:
+                shown = "  ".join(f"{k} {metrics[k]:.2f}" for k in ("HR@20", "MRR@20"))
+                tqdm.write(f"epoch {epoch + 1}: loss {record['loss']:.4f}  {selection} {shown}  "
+                           f"({record['prefixes_per_second']:.0f} prefixes/s)")
+    return TrainResult(run_dir=run_dir, history=history, best=best, notes=notes)

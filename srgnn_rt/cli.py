@@ -78,16 +78,20 @@ def _cmd_train(args: argparse.Namespace) -> None:
                      "max_length", "edge_weight", "valid_fraction", "seed")
         if getattr(args, name) is not None
     }
+    if args.resume:  # the run's saved options, changed where given (train() refuses what cannot change)
+        config = train.saved_config(args.out).replace(**options) if options else None
+    else:
+        config = train.TrainConfig(**options)
     result = train.train(
         args.data_dir,
         args.out,
-        train.TrainConfig(**options),
+        config,
         device=args.device,
         threads=args.threads,
         resume=args.resume,
         progress=not args.quiet,
     )
-    print(json.dumps({"run_dir": result.run_dir, "best": result.best}, indent=2))
+    print(json.dumps({"run_dir": result.run_dir, "best": result.best, "notes": result.notes}, indent=2))
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> None:
@@ -223,7 +227,9 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int)
     train.add_argument("--device", default="auto", help="auto | cpu | cuda")
     train.add_argument("--threads", type=_positive_int, help="torch CPU threads")
-    train.add_argument("--resume", action="store_true")
+    train.add_argument("--resume", action="store_true",
+                       help="continue the run in --out exactly; --epochs extends it, --patience may change, "
+                            "other options must match the run's")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
     train.set_defaults(run=_cmd_train)
 

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import textwrap
 
 import numpy as np
 import pytest
@@ -16,18 +20,19 @@ from srgnn_rt_torch.run import load_run, load_run_config, resolve_device
 from srgnn_rt_torch.train import TrainConfig, train
 
 TINY = dict(hidden_size=8, batch_size=50)
+QUICK = dict(device="cpu", threads=1, progress=False)
 
 
 def _weights(run_dir):
     return {k: v.clone() for k, v in load_run(run_dir).state_dict().items()}
 
 
-def test_run_directory_holds_config_weights_and_metrics(synthetic_dataset, tmp_path):
-    result = train(synthetic_dataset, tmp_path / "run", TrainConfig(epochs=2, **TINY), device="cpu", progress=False)
+def test_run_directory_holds_config_weights_and_metrics(small_dataset, tmp_path):
+    result = train(small_dataset, tmp_path / "run", TrainConfig(epochs=2, **TINY), **QUICK)
     names = sorted(p.name for p in (tmp_path / "run").iterdir())
-    assert names == ["config.json", "last.pt", "metrics.json", "model.pt"]
+    assert names == [".lock", "config.json", "last.pt", "metrics.json", "model.pt"]
     config = load_run_config(tmp_path / "run")
-    assert config["model"] == {"n_items": PreparedDataset.load(synthetic_dataset).n_items, "hidden_size": 8,
+    assert config["model"] == {"n_items": PreparedDataset.load(small_dataset).n_items, "hidden_size": 8,
                                "step": 1, "nonhybrid": False}
     assert config["train"]["epochs"] == 2 and config["selection"] == "test"
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
@@ -42,66 +47,153 @@ def test_run_directory_holds_config_weights_and_metrics(synthetic_dataset, tmp_p
     assert not model.training
 
 
-def test_learning_rate_decays_after_its_epoch(synthetic_dataset, tmp_path):
+def test_learning_rate_decays_after_its_epoch(small_dataset, tmp_path):
     """The reference's scheduler.step() before the epoch decays one epoch early; ours does not."""
     config = TrainConfig(epochs=3, lr_decay_step=2, patience=5, **TINY)
-    result = train(synthetic_dataset, tmp_path / "run", config, device="cpu", progress=False)
+    result = train(small_dataset, tmp_path / "run", config, **QUICK)
     assert [e["lr"] for e in result.history] == pytest.approx([1e-3, 1e-3, 1e-4])
 
 
-def test_same_seed_same_weights(synthetic_dataset, tmp_path):
+def test_same_seed_same_weights(small_dataset, tmp_path):
     config = TrainConfig(epochs=1, seed=7, **TINY)
-    train(synthetic_dataset, tmp_path / "a", config, device="cpu", progress=False)
-    train(synthetic_dataset, tmp_path / "b", config, device="cpu", progress=False)
+    train(small_dataset, tmp_path / "a", config, **QUICK)
+    train(small_dataset, tmp_path / "b", config, **QUICK)
     a, b = _weights(tmp_path / "a"), _weights(tmp_path / "b")
     assert all(torch.equal(a[name], b[name]) for name in a)
-    train(synthetic_dataset, tmp_path / "c", TrainConfig(epochs=1, seed=8, **TINY), device="cpu", progress=False)
+    train(small_dataset, tmp_path / "c", TrainConfig(epochs=1, seed=8, **TINY), **QUICK)
     c = _weights(tmp_path / "c")
     assert not torch.equal(a["embedding.weight"], c["embedding.weight"])
 
 
-def test_resume_continues_an_interrupted_run_exactly(synthetic_dataset, tmp_path, monkeypatch):
-    config = TrainConfig(epochs=2, lr_decay_step=1, **TINY)
-    train(synthetic_dataset, tmp_path / "straight", config, device="cpu", progress=False)
-
-    real_evaluate = train_module.evaluate_model
-    calls = []
-
-    def interrupted(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return real_evaluate(*args, **kwargs)
-
-    monkeypatch.setattr(train_module, "evaluate_model", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        train(synthetic_dataset, tmp_path / "resumed", config, device="cpu", progress=False)
-    monkeypatch.setattr(train_module, "evaluate_model", real_evaluate)
-    result = train(synthetic_dataset, tmp_path / "resumed", resume=True, device="cpu", progress=False)
-    assert [e["epoch"] for e in result.history] == [1, 2]
-    straight = json.loads((tmp_path / "straight" / "metrics.json").read_text())
-    assert [e["lr"] for e in result.history] == [e["lr"] for e in straight["epochs"]]
-    assert [e["loss"] for e in result.history] == [e["loss"] for e in straight["epochs"]]
-    last_straight = torch.load(tmp_path / "straight" / "last.pt", weights_only=True)["model"]
-    last_resumed = torch.load(tmp_path / "resumed" / "last.pt", weights_only=True)["model"]
-    assert all(torch.equal(last_straight[name], last_resumed[name]) for name in last_straight)
-
-
-def test_validation_split_selects_on_validation(synthetic_dataset, tmp_path):
-    result = train(synthetic_dataset, tmp_path / "run", TrainConfig(epochs=1, valid_fraction=0.1, **TINY),
-                   device="cpu", progress=False)
+def test_validation_split_selects_on_validation(small_dataset, tmp_path):
+    result = train(small_dataset, tmp_path / "run", TrainConfig(epochs=1, valid_fraction=0.1, **TINY), **QUICK)
     assert "validation" in result.history[0] and "test" not in result.history[0]
     assert load_run_config(tmp_path / "run")["selection"] == "validation"
 
 
-def test_existing_run_is_not_overwritten_and_resume_needs_a_run(synthetic_dataset, tmp_path):
-    train(synthetic_dataset, tmp_path / "run", TrainConfig(epochs=1, **TINY), device="cpu", progress=False)
-    with pytest.raises(ValueError, match="already holds a run"):
-        train(synthetic_dataset, tmp_path / "run", TrainConfig(epochs=1, **TINY), device="cpu", progress=False)
-    with pytest.raises(ValueError, match="cannot resume"):
-        train(synthetic_dataset, tmp_path / "other", resume=True, device="cpu", progress=False)
+# A training process that SIGKILLs itself at a chosen moment: during epoch 1 (before any
+# checkpoint), inside the write of epoch 2's checkpoint (staging file full, not yet renamed),
+# or just after that rename (model.pt and metrics.json not yet rewritten).
+_KILLED_RUN = textwrap.dedent("""
+    import contextlib, json, os, signal, sys
+    from srgnn_rt_torch import train as module
+    data, run, moment, options = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
+    die = lambda *args, **kwargs: os.kill(os.getpid(), signal.SIGKILL)
+    if moment == "during-epoch-1":
+        module.evaluate_model = die
+    real_staging, writes = module.staging_file, []
+
+    @contextlib.contextmanager
+    def staging_file(path):
+        with real_staging(path) as staging:
+            yield staging
+            writes.append(os.path.basename(path))
+            if moment == "inside-checkpoint-2" and writes.count("last.pt") == 2:
+                die()
+        if moment == "after-checkpoint-2" and writes.count("last.pt") == 2:
+            die()
+
+    module.staging_file = staging_file
+    module.train(data, run, module.TrainConfig(**options), device="cpu", threads=1, progress=False)
+""")
+KILL_MOMENTS = ("during-epoch-1", "inside-checkpoint-2", "after-checkpoint-2")
+
+
+def _final_state(run_dir):
+    checkpoint = torch.load(run_dir / "last.pt", weights_only=True)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    return checkpoint, metrics, torch.load(run_dir / "model.pt", weights_only=True)
+
+
+def _assert_same_run(resumed, straight):
+    (a, metrics_a, best_a), (b, metrics_b, best_b) = _final_state(resumed), _final_state(straight)
+    assert a["epochs_done"] == b["epochs_done"]
+    for name in b["model"]:
+        assert torch.equal(a["model"][name], b["model"][name]), name
+        assert torch.equal(best_a[name], best_b[name]), name
+    assert a["scheduler"] == b["scheduler"]
+    keys = ("epoch", "loss", "lr", "test")
+    assert [{k: e[k] for k in keys} for e in metrics_a["epochs"]] == [{k: e[k] for k in keys} for e in metrics_b["epochs"]]
+    assert metrics_a["best"] == metrics_b["best"]
+
+
+def test_a_run_killed_at_any_moment_resumes_to_the_same_weights(small_dataset, tmp_path):
+    """SIGKILL a real training process at three moments; each resume ends bit-identical to a straight run."""
+    options = dict(epochs=3, lr_decay_step=1, **TINY)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    killed = {
+        moment: subprocess.Popen([sys.executable, "-c", _KILLED_RUN, str(small_dataset), str(tmp_path / moment),
+                                  moment, json.dumps(options)], env=env, stderr=subprocess.PIPE)
+        for moment in KILL_MOMENTS
+    }
+    train(small_dataset, tmp_path / "straight", TrainConfig(**options), **QUICK)
+    for moment, process in killed.items():
+        _, stderr = process.communicate(timeout=300)
+        assert process.returncode == -9, (moment, stderr.decode())
+        run_dir = tmp_path / moment
+        left = {p.name for p in run_dir.iterdir()}
+        assert ("last.pt" in left) == (moment != "during-epoch-1")
+        assert any(name.startswith(".tmp-") for name in left) == (moment == "inside-checkpoint-2")
+        result = train(small_dataset, run_dir, resume=True, **QUICK)
+        assert [e["epoch"] for e in result.history] == [1, 2, 3]
+        assert bool(result.notes) == (moment == "during-epoch-1")
+        assert not any(p.name.startswith(".tmp-") for p in run_dir.iterdir())
+        _assert_same_run(run_dir, tmp_path / "straight")
+
+
+def test_resume_with_more_epochs_extends_the_run_on_the_same_schedule(small_dataset, tmp_path):
+    config = TrainConfig(epochs=2, lr_decay_step=2, **TINY)
+    train(small_dataset, tmp_path / "straight", config.replace(epochs=3), **QUICK)
+    train(small_dataset, tmp_path / "run", config, **QUICK)
+    finished = train(small_dataset, tmp_path / "run", resume=True, **QUICK)
+    assert len(finished.history) == 2 and "already trained its 2 epochs" in finished.notes[0]
+    result = train(small_dataset, tmp_path / "run", config.replace(epochs=3), resume=True, **QUICK)
+    assert [e["lr"] for e in result.history] == pytest.approx([1e-3, 1e-3, 1e-4])
+    _assert_same_run(tmp_path / "run", tmp_path / "straight")
+    assert load_run_config(tmp_path / "run")["train"]["epochs"] == 3
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (dict(lr=0.01), r"cannot change lr \(the run has 0.001, given 0.01\)"),
+        (dict(epochs=1), "already trained 2 epochs; epochs=1 cannot undo them"),
+        (dict(epochs=4, patience=1), "stopped early after epoch 2.*raise patience"),
+    ],
+)
+def test_resume_refuses_options_it_cannot_honour(small_dataset, tmp_path, change, message):
+    config = TrainConfig(epochs=2, lr=1e-3, lr_decay=1.0, **TINY)
+    train(small_dataset, tmp_path / "run", config, **QUICK)
+    if "patience" in change:  # make the finished run look early-stopped: 1 epoch without a new best
+        checkpoint = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+        checkpoint["bad_epochs"] = 1
+        torch.save(checkpoint, tmp_path / "run" / "last.pt")
+    with pytest.raises(ValueError, match=message):
+        train(small_dataset, tmp_path / "run", config.replace(**change), resume=True, **QUICK)
+
+
+def test_run_directory_states(small_dataset, synthetic_dataset, tmp_path):
+    """Trained: refused to a fresh run; no epoch finished: taken over; locked: refused; other data: refused."""
+    run_dir = tmp_path / "run"
+    train(small_dataset, run_dir, TrainConfig(epochs=1, **TINY), **QUICK)
+    with pytest.raises(ValueError, match=r"already holds a run \(1 epochs trained\).*--resume"):
+        train(small_dataset, run_dir, TrainConfig(epochs=1, **TINY), **QUICK)
+    with pytest.raises(ValueError, match="not the one the run was trained on"):
+        train(synthetic_dataset, run_dir, resume=True, **QUICK)
+    with pytest.raises(ValueError, match="holds no run"):
+        train(small_dataset, tmp_path / "other", resume=True, **QUICK)
     with pytest.raises(ValueError, match="not a finished run"):
         load_run(tmp_path / "other")
+    import fcntl
+
+    with open(run_dir / ".lock") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        with pytest.raises(ValueError, match="another process is training into it"):
+            train(small_dataset, run_dir, resume=True, **QUICK)
+    (run_dir / "last.pt").unlink()  # as if killed during epoch 1
+    result = train(small_dataset, run_dir, TrainConfig(epochs=1, seed=3, **TINY), **QUICK)
+    assert "finished no epoch: replacing it" in result.notes[0]
+    assert load_run_config(run_dir)["train"]["seed"] == 3
 
 
 @pytest.mark.parametrize(
