@@ -7,10 +7,14 @@ applied after the epoch it belongs to. Batches are built by the compiled graph
 builder from the prepared CSR arrays; the run directory's files are described
 in ``run.py``.
 
-Selection: with ``valid_fraction > 0`` the best epoch is chosen on a validation
-split carved from the most recent training prefixes; without it, as in the
-reference, on the test split (the reference's own quirk, kept as the default so
-that numbers compare with the paper's).
+Selection (a clean protocol by default): the checkpoint is the first epoch
+reaching the highest HR@20 on a validation split carved from the latest
+training sessions (``valid_fraction`` of the training prefixes, whole sessions,
+10% by default); the test split is never looked at. ``select_on="test"``
+chooses on the test split instead, as the reference does, only to reproduce the
+paper's numbers (which are, in addition, the best HR@20 and the best MRR@20 of
+any epoch). The run reports as its ``best`` exactly the checkpoint's epoch and
+metrics, so evaluating ``model.pt`` on the same split gives the same figures.
 """
 
 from __future__ import annotations
@@ -43,6 +47,9 @@ from .run import (
 )
 
 SELECTION_METRIC = "HR@20"
+DEFAULT_VALID_FRACTION = 0.1
+# Below this many validation prefixes the chosen epoch is mostly noise: the run says so.
+FEW_VALIDATION_PREFIXES = 100
 CHECKPOINT_VERSION = 2
 # Options a resumed run may change: they say when to stop, not what a step does.
 RESUMABLE_OPTIONS = ("epochs", "patience")
@@ -64,7 +71,8 @@ class TrainConfig:
     nonhybrid: bool = False
     max_length: int | None = None
     edge_weight: str = "binary"
-    valid_fraction: float = 0.0
+    select_on: str = "validation"
+    valid_fraction: float | None = None  # with select_on="validation": default 0.1
     seed: int = 0
     ks: tuple[int, ...] = (10, 20, 50)
 
@@ -75,8 +83,17 @@ class TrainConfig:
                 raise ValueError(f"TrainConfig.{name} must be an int >= 1, got {value!r}")
         if not (self.lr > 0 and self.l2 >= 0 and 0 < self.lr_decay <= 1):
             raise ValueError(f"need lr > 0, l2 >= 0, 0 < lr_decay <= 1; got {self.lr}, {self.l2}, {self.lr_decay}")
-        if not 0.0 <= self.valid_fraction < 1.0:
-            raise ValueError(f"TrainConfig.valid_fraction must be in [0, 1), got {self.valid_fraction!r}")
+        if self.select_on == "validation":
+            if self.valid_fraction is None:
+                object.__setattr__(self, "valid_fraction", DEFAULT_VALID_FRACTION)
+            if not 0.0 < self.valid_fraction < 1.0:
+                raise ValueError(f"TrainConfig.valid_fraction must be in (0, 1), got {self.valid_fraction!r}")
+        elif self.select_on == "test":
+            if self.valid_fraction is not None:
+                raise ValueError(f"TrainConfig.valid_fraction={self.valid_fraction!r} applies to "
+                                 "select_on='validation' only; with select_on='test' every training prefix trains")
+        else:
+            raise ValueError(f"TrainConfig.select_on must be 'validation' or 'test', got {self.select_on!r}")
         if self.max_length is not None and self.max_length < 1:
             raise ValueError(f"TrainConfig.max_length must be >= 1 or None, got {self.max_length!r}")
         if self.edge_weight not in ("binary", "count"):
@@ -89,7 +106,9 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     def replace(self, **changes) -> "TrainConfig":
-        """A copy with ``changes`` applied (and checked)."""
+        """A copy with ``changes`` applied (and checked); a new ``select_on`` takes its own default fraction."""
+        if "select_on" in changes and "valid_fraction" not in changes:
+            changes["valid_fraction"] = None
         return dataclasses.replace(self, **changes)
 
     @classmethod
@@ -106,29 +125,41 @@ class TrainConfig:
 
 @dataclass
 class TrainResult:
-    """What a finished run reports: per-epoch history and the best epoch."""
+    """What a run reports: per-epoch history, how the checkpoint is chosen (``selection``),
+    and the checkpoint itself (``best``: its epoch and its metrics on the selection split)."""
 
     run_dir: str
     history: list[dict] = field(default_factory=list)
+    selection: dict = field(default_factory=dict)
     best: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
 
-def _split_validation(train: PrefixSplit, fraction: float) -> tuple[PrefixSplit, PrefixSplit | None]:
-    """The last ``fraction`` of the (time-ordered) training prefixes become validation."""
-    if fraction == 0.0:
-        return train, None
+def split_validation(train: PrefixSplit, fraction: float) -> tuple[PrefixSplit, PrefixSplit]:
+    """(training, validation): the latest training sessions holding about ``fraction`` of the prefixes
+    become validation. Sessions are whole: the pipeline writes each session's prefixes longest first,
+    down to one click, so a session ends after each one-click prefix; sessions are in time order."""
     n = len(train)
-    n_valid = max(1, int(round(n * fraction)))
-    if n_valid >= n:
-        raise ValueError(f"valid_fraction={fraction} leaves no training prefixes out of {n}")
-    cut = n - n_valid
+    lengths = np.diff(train.offsets)
+    starts = np.concatenate([[0], np.flatnonzero(lengths[:-1] == 1) + 1])
+    if len(starts) < 2:
+        raise ValueError(f"the training split holds {n} prefixes in {len(starts)} session: too few to carve a "
+                         "validation split; select on the test split (select_on='test', --select-on test)")
+    wanted = n - max(1, round(n * fraction))
+    cut = int(starts[1:][np.argmin(np.abs(starts[1:] - wanted))])  # nearest session start, never 0
     sessions = CSRSessions(train.items, train.offsets)
     parts = []
     for index in (np.arange(0, cut), np.arange(cut, n)):
         part = sessions.take(index)
         parts.append(PrefixSplit(items=part.items, offsets=part.offsets, targets=train.targets[index]))
     return parts[0], parts[1]
+
+
+def selection_prefixes(dataset: PreparedDataset, config: TrainConfig) -> PrefixSplit:
+    """The prefixes a run with ``config`` chooses its checkpoint on (to reproduce its ``best``)."""
+    if config.select_on == "test":
+        return dataset.test
+    return split_validation(dataset.train, config.valid_fraction)[1]
 
 
 def build_optimizer(model: SRGNN, config: TrainConfig) -> torch.optim.Adam:
@@ -150,9 +181,9 @@ def _save_json(obj, path: str) -> None:
         json.dump(obj, f, indent=2)
 
 
-def _improves(metrics: dict, best: dict) -> dict[str, bool]:
-    """Which of HR@20 / MRR@20 beat their best so far (the reference's two counters)."""
-    return {name: metrics[name] > best.get(name, {}).get("value", -1.0) for name in ("HR@20", "MRR@20")}
+def _improves(metrics: dict, highest: dict) -> dict[str, bool]:
+    """Which of HR@20 / MRR@20 beat their highest so far (the reference's two early-stop counters)."""
+    return {name: metrics[name] > highest.get(name, -1.0) for name in ("HR@20", "MRR@20")}
 
 
 def saved_config(run_dir: str | os.PathLike) -> TrainConfig:
@@ -245,6 +276,18 @@ def _check_extension(config: TrainConfig, checkpoint: dict, notes: list[str]) ->
         notes.append(f"the run has already trained its {done} epochs; pass a larger epochs (--epochs) to extend it")
 
 
+def _selection(config: TrainConfig, select_split: PrefixSplit) -> dict:
+    """How the run chooses its checkpoint, as recorded in config.json, metrics.json and the result."""
+    selection = {"split": config.select_on, "prefixes": len(select_split),
+                 "metric": SELECTION_METRIC, "rule": f"the first epoch with the highest {SELECTION_METRIC}"}
+    if config.select_on == "validation":
+        selection["valid_fraction"] = config.valid_fraction
+        selection["from"] = "the latest training sessions, held out of training"
+    else:
+        selection["note"] = "the reference's protocol: test figures of the chosen epoch are optimistic"
+    return selection
+
+
 def _check_same_data(run_dir: str, dataset: PreparedDataset) -> None:
     """A resumed run must train on the dataset it started with (same manifest)."""
     with open(os.path.join(run_dir, CONFIG_FILENAME)) as f:
@@ -260,7 +303,7 @@ def _write_views(checkpoint: dict, run_dir: str, best_changed: bool) -> None:
     if best_changed:
         _save_torch(checkpoint["best_model"], os.path.join(run_dir, BEST_WEIGHTS_FILENAME))
     _save_json(
-        {"selection": checkpoint["selection"], "epochs": checkpoint["history"], "best": checkpoint["best"],
+        {"selection": checkpoint["selection"], "best": checkpoint["best"], "epochs": checkpoint["history"],
          "bad_epochs": checkpoint["bad_epochs"]},
         os.path.join(run_dir, METRICS_FILENAME),
     )
@@ -303,7 +346,14 @@ def train(
         optimizer = build_optimizer(model, config)
         scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=config.lr_decay_step, gamma=config.lr_decay)
 
-        train_split, valid_split = _split_validation(dataset.train, config.valid_fraction)
+        if config.select_on == "validation":
+            train_split, select_split = split_validation(dataset.train, config.valid_fraction)
+        else:
+            train_split, select_split = dataset.train, dataset.test
+        selection = _selection(config, select_split)
+        if len(select_split) < FEW_VALIDATION_PREFIXES:
+            notes.append(f"the {config.select_on} split holds only {len(select_split)} prefixes: "
+                         "the epoch it selects is a noisy choice")
         loader_options = dict(
             n_items=dataset.vocab.n_items,
             batch_size=config.batch_size,
@@ -312,12 +362,12 @@ def train(
             edge_weight=config.edge_weight,
         )
         train_loader = BatchLoader(train_split, **loader_options)
-        select_loader = BatchLoader(valid_split or dataset.test, **loader_options)
-        selection = "validation" if valid_split is not None else "test"
+        select_loader = BatchLoader(select_split, **loader_options)
+        split = config.select_on
 
         if checkpoint is None:
             checkpoint = {"version": CHECKPOINT_VERSION, "selection": selection, "epochs_done": 0, "history": [],
-                          "best": {}, "bad_epochs": 0, "best_model": None}
+                          "best": {}, "highest": {}, "bad_epochs": 0, "best_model": None}
         else:
             _check_same_data(run_dir, dataset)
             _check_extension(config, checkpoint, notes)
@@ -339,7 +389,7 @@ def train(
                 tqdm.write(f"note: {note}")
 
         loss_fn = torch.nn.CrossEntropyLoss()
-        history, best = checkpoint["history"], checkpoint["best"]
+        history, highest = checkpoint["history"], checkpoint["highest"]
         bad_epochs = checkpoint["bad_epochs"]
         for epoch in range(checkpoint["epochs_done"], config.epochs):
             if bad_epochs >= config.patience:
@@ -375,16 +425,16 @@ def train(
                 "lr": lr,
                 "train_seconds": train_seconds,
                 "prefixes_per_second": n_seen / train_seconds if train_seconds > 0 else None,
-                selection: metrics,
+                split: metrics,
             }
             history.append(record)
-            improved = _improves(metrics, best)
+            improved = _improves(metrics, highest)
             for name, better in improved.items():
                 if better:
-                    best[name] = {"value": metrics[name], "epoch": epoch + 1}
+                    highest[name] = metrics[name]
             if improved[SELECTION_METRIC]:
                 checkpoint["best_model"] = {name: value.detach().clone() for name, value in model.state_dict().items()}
-                best["checkpoint"] = {"epoch": epoch + 1, selection: metrics}
+                checkpoint["best"] = {"epoch": epoch + 1, split: metrics}
             bad_epochs = 0 if any(improved.values()) else bad_epochs + 1
             checkpoint.update(
                 epochs_done=epoch + 1, bad_epochs=bad_epochs, model=model.state_dict(),
@@ -394,6 +444,7 @@ def train(
             _write_views(checkpoint, run_dir, best_changed=improved[SELECTION_METRIC])
             if progress:
                 shown = "  ".join(f"{k} {metrics[k]:.2f}" for k in ("HR@20", "MRR@20"))
-                tqdm.write(f"epoch {epoch + 1}: loss {record['loss']:.4f}  {selection} {shown}  "
+                tqdm.write(f"epoch {epoch + 1}: loss {record['loss']:.4f}  {split} {shown}  "
                            f"({record['prefixes_per_second']:.0f} prefixes/s)")
-    return TrainResult(run_dir=run_dir, history=history, best=best, notes=notes)
+    return TrainResult(run_dir=run_dir, history=history, selection=checkpoint["selection"], best=checkpoint["best"],
+                       notes=notes)

@@ -75,7 +75,7 @@ def _cmd_train(args: argparse.Namespace) -> None:
     options = {
         name: getattr(args, name)
         for name in ("epochs", "batch_size", "lr", "l2", "patience", "hidden_size", "step", "nonhybrid",
-                     "max_length", "edge_weight", "valid_fraction", "seed")
+                     "max_length", "edge_weight", "select_on", "valid_fraction", "seed")
         if getattr(args, name) is not None
     }
     if args.resume:  # the run's saved options, changed where given (train() refuses what cannot change)
@@ -91,7 +91,8 @@ def _cmd_train(args: argparse.Namespace) -> None:
         resume=args.resume,
         progress=not args.quiet,
     )
-    print(json.dumps({"run_dir": result.run_dir, "best": result.best, "notes": result.notes}, indent=2))
+    print(json.dumps({"run_dir": result.run_dir, "selection": result.selection, "best": result.best,
+                      "notes": result.notes}, indent=2))
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> None:
@@ -223,7 +224,10 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--nonhybrid", action="store_true", default=None)
     train.add_argument("--max-length", type=_positive_int)
     train.add_argument("--edge-weight", choices=("binary", "count"))
-    train.add_argument("--valid-fraction", type=float)
+    train.add_argument("--select-on", choices=("validation", "test"),
+                       help="split that chooses the checkpoint (by HR@20): validation (default), carved from the "
+                            "latest training sessions; test only to reproduce the paper's protocol")
+    train.add_argument("--valid-fraction", type=float, help="share of training prefixes held out (default 0.1)")
     train.add_argument("--seed", type=int)
     train.add_argument("--device", default="auto", help="auto | cpu | cuda")
     train.add_argument("--threads", type=_positive_int, help="torch CPU threads")
