@@ -34,6 +34,7 @@ from srgnn_rt.atomic import staging_file
 from srgnn_rt.dataset import PreparedDataset, PrefixSplit
 from srgnn_rt.graph import CSRSessions
 
+from . import distributed
 from .batches import BatchLoader
 from .evaluate import evaluate_model
 from .model import SRGNN, ModelConfig
@@ -43,7 +44,6 @@ from .run import (
     LAST_STATE_FILENAME,
     LOCK_FILENAME,
     METRICS_FILENAME,
-    resolve_device,
 )
 
 SELECTION_METRIC = "HR@20"
@@ -243,7 +243,9 @@ def _load_checkpoint(run_dir: str) -> dict | None:
     return state
 
 
-def _open_run(run_dir: str, config: TrainConfig | None, resume: bool, notes: list[str]) -> tuple[TrainConfig, dict | None]:
+def _open_run(
+    run_dir: str, config: TrainConfig | None, resume: bool, dataset: PreparedDataset, notes: list[str]
+) -> tuple[TrainConfig, dict | None]:
     """Check ``run_dir`` for a fresh or resumed run; the configuration to train with and the checkpoint.
 
     A directory whose run finished no epoch (killed during epoch 1) is never a dead end:
@@ -255,6 +257,9 @@ def _open_run(run_dir: str, config: TrainConfig | None, resume: bool, notes: lis
         config = _resumed_config(saved_config(run_dir), config)
         if checkpoint is None:
             notes.append(f"{run_dir} finished no epoch before it stopped: starting it from epoch 1")
+        else:
+            _check_same_data(run_dir, dataset)
+            _check_extension(config, checkpoint, notes)
         return config, checkpoint
     if checkpoint is not None:
         raise ValueError(f"{run_dir} already holds a run ({checkpoint['epochs_done']} epochs trained); "
@@ -309,6 +314,22 @@ def _write_views(checkpoint: dict, run_dir: str, best_changed: bool) -> None:
     )
 
 
+def preflight(data_dir, run_dir, config: TrainConfig | None, resume: bool) -> list[str]:
+    """The checks ``train`` makes before it starts (dataset, run directory, resumed options),
+    for a launcher to fail early; the notes they give."""
+    notes: list[str] = []
+    _open_run(os.fspath(run_dir), config, resume, PreparedDataset.load(data_dir), notes)
+    return notes
+
+
+def read_result(run_dir: str | os.PathLike) -> TrainResult:
+    """The result of a run as recorded in its ``metrics.json``."""
+    with open(os.path.join(os.fspath(run_dir), METRICS_FILENAME)) as f:
+        metrics = json.load(f)
+    return TrainResult(run_dir=os.fspath(run_dir), history=metrics["epochs"], selection=metrics["selection"],
+                       best=metrics["best"])
+
+
 def train(
     data_dir: str | os.PathLike,
     run_dir: str | os.PathLike,
@@ -324,7 +345,9 @@ def train(
     A fresh run needs a ``run_dir`` without a trained epoch (default config: the paper's).
     ``resume=True`` continues from ``run_dir/last.pt`` exactly as if never stopped;
     ``config``, when given, must equal the saved one except ``epochs`` (a larger value
-    extends the run on the same schedule) and ``patience``.
+    extends the run on the same schedule) and ``patience``. Under ``torchrun`` every
+    process calls this: they train together (``distributed.py``), rank 0 writes the run
+    and returns its result (the other ranks return an empty one).
     """
     from tqdm.auto import tqdm
 
@@ -334,46 +357,61 @@ def train(
             raise ValueError(f"threads must be >= 1, got {threads}")
         torch.set_num_threads(threads)
     dataset = PreparedDataset.load(data_dir)
+    ranks, torch_device = distributed.join(device)
     notes: list[str] = []
-    with _locked(run_dir):
-        config, checkpoint = _open_run(run_dir, config, resume, notes)
-        torch_device = resolve_device(device)
-        torch.manual_seed(config.seed)
-        model_config = ModelConfig(
-            n_items=dataset.vocab.n_items, hidden_size=config.hidden_size, step=config.step, nonhybrid=config.nonhybrid
-        )
-        model = SRGNN(model_config).to(torch_device)
-        optimizer = build_optimizer(model, config)
-        scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=config.lr_decay_step, gamma=config.lr_decay)
+    try:
+        with contextlib.ExitStack() as stack:
+            def open_on_main():
+                stack.enter_context(_locked(run_dir))
+                return _open_run(run_dir, config, resume, dataset, notes)
 
-        if config.select_on == "validation":
-            train_split, select_split = split_validation(dataset.train, config.valid_fraction)
-        else:
-            train_split, select_split = dataset.train, dataset.test
-        selection = _selection(config, select_split)
-        if len(select_split) < FEW_VALIDATION_PREFIXES:
-            notes.append(f"the {config.select_on} split holds only {len(select_split)} prefixes: "
-                         "the epoch it selects is a noisy choice")
-        loader_options = dict(
-            n_items=dataset.vocab.n_items,
-            batch_size=config.batch_size,
-            device=torch_device,
-            max_length=config.max_length,
-            edge_weight=config.edge_weight,
-        )
-        train_loader = BatchLoader(train_split, **loader_options)
-        select_loader = BatchLoader(select_split, **loader_options)
-        split = config.select_on
+            config, checkpoint = distributed.from_main(ranks, open_on_main)
+            if not ranks.main:  # the training state only: rank 0 keeps the records
+                checkpoint = checkpoint and {key: checkpoint[key] for key in ("epochs_done", "model", "optimizer",
+                                                                              "scheduler")}
+            return _train(dataset, data_dir, run_dir, config, checkpoint, ranks, torch_device, notes,
+                          progress and ranks.main, tqdm)
+    finally:
+        distributed.leave(ranks)
 
+
+def _train(dataset, data_dir, run_dir, config, checkpoint, ranks, torch_device, notes, progress, tqdm) -> TrainResult:
+    torch.manual_seed(config.seed)
+    model_config = ModelConfig(
+        n_items=dataset.vocab.n_items, hidden_size=config.hidden_size, step=config.step, nonhybrid=config.nonhybrid
+    )
+    model = SRGNN(model_config).to(torch_device)
+    optimizer = build_optimizer(model, config)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=config.lr_decay_step, gamma=config.lr_decay)
+
+    if config.select_on == "validation":
+        train_split, select_split = split_validation(dataset.train, config.valid_fraction)
+    else:
+        train_split, select_split = dataset.train, dataset.test
+    selection = _selection(config, select_split)
+    if len(select_split) < FEW_VALIDATION_PREFIXES:
+        notes.append(f"the {config.select_on} split holds only {len(select_split)} prefixes: "
+                     "the epoch it selects is a noisy choice")
+    loader_options = dict(
+        n_items=dataset.vocab.n_items,
+        batch_size=config.batch_size,
+        device=torch_device,
+        max_length=config.max_length,
+        edge_weight=config.edge_weight,
+    )
+    train_loader = BatchLoader(train_split, **loader_options)
+    select_loader = BatchLoader(select_split, **loader_options)
+    split = config.select_on
+
+    if checkpoint is not None:
+        model.load_state_dict(checkpoint["model"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        scheduler.load_state_dict(checkpoint["scheduler"])
+    if ranks.main:
         if checkpoint is None:
             checkpoint = {"version": CHECKPOINT_VERSION, "selection": selection, "epochs_done": 0, "history": [],
                           "best": {}, "highest": {}, "bad_epochs": 0, "best_model": None}
         else:
-            _check_same_data(run_dir, dataset)
-            _check_extension(config, checkpoint, notes)
-            model.load_state_dict(checkpoint["model"])
-            optimizer.load_state_dict(checkpoint["optimizer"])
-            scheduler.load_state_dict(checkpoint["scheduler"])
             _write_views(checkpoint, run_dir, best_changed=True)
         _save_json(
             {
@@ -381,70 +419,84 @@ def train(
                 "train": config.to_dict(),
                 "data": {"path": os.path.abspath(data_dir), "manifest": dataset.manifest},
                 "selection": selection,
+                "processes": ranks.world_size,
             },
             os.path.join(run_dir, CONFIG_FILENAME),
         )
         if progress:
             for note in notes:
                 tqdm.write(f"note: {note}")
+    first_epoch = 0 if checkpoint is None else checkpoint["epochs_done"]
+    network = model
+    if ranks.distributed:
+        device_ids = [torch_device.index] if torch_device.type == "cuda" else None
+        network = torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
 
-        loss_fn = torch.nn.CrossEntropyLoss()
-        history, highest = checkpoint["history"], checkpoint["highest"]
-        bad_epochs = checkpoint["bad_epochs"]
-        for epoch in range(checkpoint["epochs_done"], config.epochs):
-            if bad_epochs >= config.patience:
-                break
-            model.train()
-            # The order of an epoch depends on (seed, epoch) only: no RNG state to carry across a resume.
-            order = np.random.default_rng([config.seed, epoch]).permutation(len(train_split))
-            total_loss, n_seen, started = 0.0, 0, time.perf_counter()
-            bar = tqdm(
-                train_loader.batches(order), total=len(train_loader), desc=f"epoch {epoch + 1}/{config.epochs}",
-                unit="batch", disable=not progress, leave=False, mininterval=0.5,
-            )
-            for batch_number, (items, adjacency, alias, mask, targets) in enumerate(bar):
-                optimizer.zero_grad(set_to_none=True)
-                loss = loss_fn(model(items, adjacency, alias, mask), targets - 1)
-                loss.backward()
-                optimizer.step()
-                total_loss += loss.item() * len(targets)
+    bad_epochs = checkpoint["bad_epochs"] if ranks.main else 0
+    for epoch in range(first_epoch, config.epochs):
+        if distributed.from_main(ranks, lambda: bad_epochs >= config.patience):  # rank 0 decides, all follow
+            break
+        network.train()
+        # The order of an epoch depends on (seed, epoch) only: no RNG state to carry across a resume,
+        # and every rank draws the same one.
+        order = np.random.default_rng([config.seed, epoch]).permutation(len(train_split))
+        total_loss, n_seen, started = 0.0, 0, time.perf_counter()
+        bar = tqdm(
+            range(0, len(order), config.batch_size), total=len(train_loader), unit="batch",
+            desc=f"epoch {epoch + 1}/{config.epochs}", disable=not progress, leave=False, mininterval=0.5,
+        )
+        for batch_number, start in enumerate(bar):
+            index, weight = distributed.share(order[start : start + config.batch_size], ranks)
+            items, adjacency, alias, mask, targets = train_loader.batch(index)
+            optimizer.zero_grad(set_to_none=True)
+            summed_loss = torch.nn.functional.cross_entropy(network(items, adjacency, alias, mask), targets - 1,
+                                                            reduction="sum")
+            (summed_loss * weight).backward()  # DDP's average over ranks makes it the global batch's mean
+            optimizer.step()
+            if weight:
+                total_loss += summed_loss.item()
                 n_seen += len(targets)
-                if batch_number % 50 == 0:
-                    bar.set_postfix(
-                        loss=f"{total_loss / n_seen:.4f}",
-                        prefixes_per_s=f"{n_seen / (time.perf_counter() - started):.0f}",
-                        refresh=False,
-                    )
-            train_seconds = time.perf_counter() - started
-            lr = optimizer.param_groups[0]["lr"]
-            scheduler.step()  # after the epoch: the reference's schedule, without its off-by-one
-            metrics = evaluate_model(model, select_loader, config.ks)
-            record = {
-                "epoch": epoch + 1,
-                "loss": total_loss / max(n_seen, 1),
-                "lr": lr,
-                "train_seconds": train_seconds,
-                "prefixes_per_second": n_seen / train_seconds if train_seconds > 0 else None,
-                split: metrics,
-            }
-            history.append(record)
-            improved = _improves(metrics, highest)
-            for name, better in improved.items():
-                if better:
-                    highest[name] = metrics[name]
-            if improved[SELECTION_METRIC]:
-                checkpoint["best_model"] = {name: value.detach().clone() for name, value in model.state_dict().items()}
-                checkpoint["best"] = {"epoch": epoch + 1, split: metrics}
-            bad_epochs = 0 if any(improved.values()) else bad_epochs + 1
-            checkpoint.update(
-                epochs_done=epoch + 1, bad_epochs=bad_epochs, model=model.state_dict(),
-                optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
-            )
-            _save_torch(checkpoint, os.path.join(run_dir, LAST_STATE_FILENAME))
-            _write_views(checkpoint, run_dir, best_changed=improved[SELECTION_METRIC])
-            if progress:
-                shown = "  ".join(f"{k} {metrics[k]:.2f}" for k in ("HR@20", "MRR@20"))
-                tqdm.write(f"epoch {epoch + 1}: loss {record['loss']:.4f}  {split} {shown}  "
-                           f"({record['prefixes_per_second']:.0f} prefixes/s)")
-    return TrainResult(run_dir=run_dir, history=history, selection=checkpoint["selection"], best=checkpoint["best"],
-                       notes=notes)
+            if batch_number % 50 == 0:
+                bar.set_postfix(
+                    loss=f"{total_loss / max(n_seen, 1):.4f}",
+                    prefixes_per_s=f"{n_seen * ranks.world_size / (time.perf_counter() - started):.0f}",
+                    refresh=False,
+                )
+        total_loss, n_seen = distributed.summed(ranks, total_loss, n_seen)
+        train_seconds = time.perf_counter() - started
+        lr = optimizer.param_groups[0]["lr"]
+        scheduler.step()  # after the epoch: the reference's schedule, without its off-by-one
+        if not ranks.main:
+            continue
+        metrics = evaluate_model(model, select_loader, config.ks)
+        record = {
+            "epoch": epoch + 1,
+            "loss": total_loss / max(n_seen, 1),
+            "lr": lr,
+            "train_seconds": train_seconds,
+            "prefixes_per_second": n_seen / train_seconds if train_seconds > 0 else None,
+            split: metrics,
+        }
+        checkpoint["history"].append(record)
+        improved = _improves(metrics, checkpoint["highest"])
+        for name, better in improved.items():
+            if better:
+                checkpoint["highest"][name] = metrics[name]
+        if improved[SELECTION_METRIC]:
+            checkpoint["best_model"] = {name: value.detach().clone() for name, value in model.state_dict().items()}
+            checkpoint["best"] = {"epoch": epoch + 1, split: metrics}
+        bad_epochs = 0 if any(improved.values()) else bad_epochs + 1
+        checkpoint.update(
+            epochs_done=epoch + 1, bad_epochs=bad_epochs, model=model.state_dict(),
+            optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
+        )
+        _save_torch(checkpoint, os.path.join(run_dir, LAST_STATE_FILENAME))
+        _write_views(checkpoint, run_dir, best_changed=improved[SELECTION_METRIC])
+        if progress:
+            shown = "  ".join(f"{k} {metrics[k]:.2f}" for k in ("HR@20", "MRR@20"))
+            tqdm.write(f"epoch {epoch + 1}: loss {record['loss']:.4f}  {split} {shown}  "
+                       f"({record['prefixes_per_second']:.0f} prefixes/s)")
+    if not ranks.main:
+        return TrainResult(run_dir=run_dir)
+    return TrainResult(run_dir=run_dir, history=checkpoint["history"], selection=checkpoint["selection"],
+                       best=checkpoint["best"], notes=notes)

@@ -82,15 +82,15 @@ def _cmd_train(args: argparse.Namespace) -> None:
         config = train.saved_config(args.out).replace(**options) if options else None
     else:
         config = train.TrainConfig(**options)
-    result = train.train(
-        args.data_dir,
-        args.out,
-        config,
-        device=args.device,
-        threads=args.threads,
-        resume=args.resume,
-        progress=not args.quiet,
-    )
+    run = dict(device=args.device, threads=args.threads, resume=args.resume, progress=not args.quiet)
+    if args.nproc > 1:
+        distributed = _torch_side("distributed")
+        try:
+            result = distributed.launch(args.data_dir, args.out, config, nproc=args.nproc, **run)
+        except distributed.DistributedTrainingError as exc:
+            raise SystemExit(f"srgnn-rt train: error: {exc}") from None
+    else:
+        result = train.train(args.data_dir, args.out, config, **run)
     print(json.dumps({"run_dir": result.run_dir, "selection": result.selection, "best": result.best,
                       "notes": result.notes}, indent=2))
 
@@ -230,7 +230,10 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--valid-fraction", type=float, help="share of training prefixes held out (default 0.1)")
     train.add_argument("--seed", type=int)
     train.add_argument("--device", default="auto", help="auto | cpu | cuda")
-    train.add_argument("--threads", type=_positive_int, help="torch CPU threads")
+    train.add_argument("--threads", type=_positive_int, help="torch CPU threads (per process)")
+    train.add_argument("--nproc", type=_positive_int, default=1,
+                       help="processes training together (torch DDP via torchrun: gloo on CPU, nccl on CUDA); "
+                            "the batch size stays the global one")
     train.add_argument("--resume", action="store_true",
                        help="continue the run in --out exactly; --epochs extends it, --patience may change, "
                             "other options must match the run's")

@@ -200,7 +200,7 @@ def test_resume_with_more_epochs_extends_the_run_on_the_same_schedule(small_data
     train(small_dataset, tmp_path / "straight", config.replace(epochs=3), **QUICK)
     train(small_dataset, tmp_path / "run", config, **QUICK)
     finished = train(small_dataset, tmp_path / "run", resume=True, **QUICK)
-    assert len(finished.history) == 2 and "already trained its 2 epochs" in finished.notes[-1]
+    assert len(finished.history) == 2 and any("already trained its 2 epochs" in note for note in finished.notes)
     result = train(small_dataset, tmp_path / "run", config.replace(epochs=3), resume=True, **QUICK)
     assert [e["lr"] for e in result.history] == pytest.approx([1e-3, 1e-3, 1e-4])
     _assert_same_run(tmp_path / "run", tmp_path / "straight")
