@@ -16,11 +16,9 @@ from hypothesis import strategies as st
 
 from srgnn_rt.dataset import PreparedDataset, PrefixSplit
 from srgnn_rt.metrics import RankingMetrics
-from srgnn_rt_torch import train as train_module
-from srgnn_rt_torch.evaluate import evaluate_run, popularity_metrics, popularity_ranking
-from srgnn_rt_torch.run import load_run, load_run_config, resolve_device
 from srgnn_rt_torch.batches import BatchLoader
-from srgnn_rt_torch.evaluate import evaluate_model
+from srgnn_rt_torch.evaluate import evaluate_model, evaluate_run, popularity_metrics, popularity_ranking
+from srgnn_rt_torch.run import load_run, load_run_config, resolve_device
 from srgnn_rt_torch.train import TrainConfig, selection_prefixes, split_validation, train
 
 TINY = dict(hidden_size=8, batch_size=50)
