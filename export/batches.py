@@ -44,12 +44,15 @@ class BatchLoader:
     def batches(self, order: np.ndarray | None = None):
         order = np.arange(len(self.targets)) if order is None else order
         for start in range(0, len(order), self.batch_size):
-            index = order[start : start + self.batch_size]
-            graphs = build_graphs(
-                self.sessions.take(index),
-                n_items=self.n_items,
-                max_length=self.max_length,
-                edge_weight=self.edge_weight,
-            )
-            arrays = (graphs.items, graphs.adjacency, graphs.alias, graphs.mask, self.targets[index])
-            yield tuple(torch.from_numpy(a).to(self.device) for a in arrays)
+            yield self.batch(order[start : start + self.batch_size])
+
+    def batch(self, index: np.ndarray) -> tuple[torch.Tensor, ...]:
+        """The tensors of prefixes ``index: int64[B]`` (B >= 1), in that order."""
+        graphs = build_graphs(
+            self.sessions.take(index),
+            n_items=self.n_items,
+            max_length=self.max_length,
+            edge_weight=self.edge_weight,
+        )
+        arrays = (graphs.items, graphs.adjacency, graphs.alias, graphs.mask, self.targets[index])
+        return tuple(torch.from_numpy(a).to(self.device) for a in arrays)

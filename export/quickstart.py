@@ -88,6 +88,9 @@ def quickstart(workdir: str | os.PathLike, options: QuickstartOptions = Quicksta
     result = train(data_dir, run_dir, config, device=options.device, threads=options.threads, progress=progress)
     prefixes_per_s = statistics.median(epoch["prefixes_per_second"] for epoch in result.history)
     say(f"[3/5] trained {len(result.history)} epochs ({prefixes_per_s:,.0f} prefixes/s) -> {run_dir}")
+    chosen = result.best[result.selection["split"]][result.selection["metric"]]
+    say(f"      checkpoint: epoch {result.best['epoch']}, chosen by {result.selection['metric']} "
+        f"{chosen:.2f} on the {result.selection['split']} split ({result.selection['prefixes']:,} prefixes)")
 
     report = evaluate_run(run_dir, data_dir, device=options.device)
     model, popular = report["model"], report["most_popular"]
@@ -121,6 +124,8 @@ def quickstart(workdir: str | os.PathLike, options: QuickstartOptions = Quicksta
     return {
         "workdir": str(workdir),
         "counts": {key: counts[key] for key in ("train_prefixes", "test_prefixes", "n_items")},
+        "selection": result.selection,
+        "checkpoint_epoch": result.best["epoch"],
         "test": model,
         "most_popular": popular,
         "provider": recommender.provider,

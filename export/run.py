@@ -1,10 +1,13 @@
 """The files of a training run directory, and loading a trained model from one.
 
 A run directory holds ``config.json`` (model + training configuration, the
-dataset used, the selection split), ``model.pt`` (best epoch's state dict),
-``last.pt`` (model, optimiser and scheduler of the last epoch, for resume) and
-``metrics.json`` (every epoch and the best ones). Weights load with
-``weights_only=True``: no code runs on load.
+dataset used, the selection split; written when the run starts), ``last.pt``
+(the whole training state after the last finished epoch, written atomically in
+one file: the one source of truth for resume), and two views of it rewritten
+after it: ``model.pt`` (the selected checkpoint's state dict) and
+``metrics.json`` (every epoch and the selected one). ``.lock`` is held by the
+process training into the directory. Weights load with ``weights_only=True``:
+no code runs on load.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ CONFIG_FILENAME = "config.json"
 BEST_WEIGHTS_FILENAME = "model.pt"
 LAST_STATE_FILENAME = "last.pt"
 METRICS_FILENAME = "metrics.json"
+LOCK_FILENAME = ".lock"
 
 
 def resolve_device(device: str) -> torch.device:

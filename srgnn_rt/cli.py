@@ -95,19 +95,24 @@ def _cmd_train(args: argparse.Namespace) -> None:
     options = {
         name: getattr(args, name)
         for name in ("epochs", "batch_size", "lr", "l2", "patience", "hidden_size", "step", "nonhybrid",
-                     "max_length", "edge_weight", "valid_fraction", "seed")
+                     "max_length", "edge_weight", "select_on", "valid_fraction", "seed")
         if getattr(args, name) is not None
     }
-    result = train.train(
-        args.data_dir,
-        args.out,
-        train.TrainConfig(**options),
-        device=args.device,
-        threads=args.threads,
-        resume=args.resume,
-        progress=not args.quiet,
-    )
-    print(json.dumps({"run_dir": result.run_dir, "best": result.best}, indent=2))
+    if args.resume:  # the run's saved options, changed where given (train() refuses what cannot change)
+        config = train.saved_config(args.out).replace(**options) if options else None
+    else:
+        config = train.TrainConfig(**options)
+    run = dict(device=args.device, threads=args.threads, resume=args.resume, progress=not args.quiet)
+    if args.nproc > 1:
+        distributed = _torch_side("distributed")
+        try:
+            result = distributed.launch(args.data_dir, args.out, config, nproc=args.nproc, **run)
+        except distributed.DistributedTrainingError as exc:
+            raise SystemExit(f"srgnn-rt train: error: {exc}") from None
+    else:
+        result = train.train(args.data_dir, args.out, config, **run)
+    print(json.dumps({"run_dir": result.run_dir, "selection": result.selection, "best": result.best,
+                      "notes": result.notes}, indent=2))
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> None:
@@ -499,11 +504,19 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--nonhybrid", action="store_true", default=None)
     train.add_argument("--max-length", type=_positive_int)
     train.add_argument("--edge-weight", choices=("binary", "count"))
-    train.add_argument("--valid-fraction", type=float)
+    train.add_argument("--select-on", choices=("validation", "test"),
+                       help="split that chooses the checkpoint (by HR@20): validation (default), carved from the "
+                            "latest training sessions; test only to reproduce the paper's protocol")
+    train.add_argument("--valid-fraction", type=float, help="share of training prefixes held out (default 0.1)")
     train.add_argument("--seed", type=int)
     train.add_argument("--device", default="auto", help="auto | cpu | cuda")
-    train.add_argument("--threads", type=_positive_int, help="torch CPU threads")
-    train.add_argument("--resume", action="store_true")
+    train.add_argument("--threads", type=_positive_int, help="torch CPU threads (per process)")
+    train.add_argument("--nproc", type=_positive_int, default=1,
+                       help="processes training together (torch DDP via torchrun: gloo on CPU, nccl on CUDA); "
+                            "the batch size stays the global one")
+    train.add_argument("--resume", action="store_true",
+                       help="continue the run in --out exactly; --epochs extends it, --patience may change, "
+                            "other options must match the run's")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
     train.set_defaults(run=_cmd_train)
 

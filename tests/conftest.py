@@ -63,3 +63,29 @@ def diginetica_sample() -> Path:
     if not DIGINETICA_SAMPLE.is_file():
         pytest.skip(f"the Diginetica sample is not at {DIGINETICA_SAMPLE} (it lives in shared/ beside the repo)")
     return DIGINETICA_SAMPLE
+
+
+SMALL_TRAIN_PREFIXES = 301  # batches of 100 leave one prefix over: the uneven last batch
+SMALL_TEST_PREFIXES = 200
+
+
+@pytest.fixture(scope="session")
+def small_dataset(synthetic_dataset, tmp_path_factory) -> Path:
+    """``synthetic_dataset`` cut to its latest 301 training prefixes and first 200 test prefixes:
+    an epoch of a tiny model takes a fraction of a second (runs killed, resumed, distributed)."""
+    import numpy as np
+
+    from srgnn_rt.dataset import PreparedDataset, PrefixSplit
+    from srgnn_rt.graph import CSRSessions
+
+    def cut(split, index):
+        part = CSRSessions(split.items, split.offsets).take(index)
+        return PrefixSplit(items=part.items, offsets=part.offsets, targets=split.targets[index])
+
+    full = PreparedDataset.load(synthetic_dataset)
+    train = cut(full.train, np.arange(len(full.train) - SMALL_TRAIN_PREFIXES, len(full.train)))
+    test = cut(full.test, np.arange(SMALL_TEST_PREFIXES))
+    manifest = {**full.manifest, "train_prefixes": len(train), "test_prefixes": len(test)}
+    small = PreparedDataset(train=train, test=test, vocab=full.vocab, item_counts=full.item_counts,
+                            manifest=manifest)
+    return small.save(tmp_path_factory.mktemp("small") / "data")

@@ -29,7 +29,8 @@ def test_synth_prepare_train_evaluate_export_recommend(tmp_path, capsys, monkeyp
 
     assert main(["train", str(data), "--out", str(run), "--epochs", "1", "--hidden-size", "8", "--quiet",
                  "--device", "cpu"]) == 0
-    assert json.loads(capsys.readouterr().out)["best"]["checkpoint"]["epoch"] == 1
+    trained = json.loads(capsys.readouterr().out)
+    assert trained["best"]["epoch"] == 1 and trained["selection"]["split"] == "validation"
 
     assert main(["evaluate", str(run), str(data), "--json", "--ks", "5", "20", "--device", "cpu"]) == 0
     report = json.loads(capsys.readouterr().out)
