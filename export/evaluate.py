@@ -72,22 +72,22 @@ def popularity_metrics(item_counts: np.ndarray, split: PrefixSplit, ks=DEFAULT_K
 
 
 def run_selection(run_dir: str | os.PathLike) -> str:
-    """How the run's checkpoint was chosen, as ``train`` recorded it (metrics.json, else config.json)."""
+    """How the run's checkpoint was chosen, as ``train`` recorded it (metrics.json, else config.json):
+    e.g. ``"validation split (HR@20), epoch 3"``."""
     path = os.path.join(os.fspath(run_dir), METRICS_FILENAME)
-    selection = None
+    selection, epoch = None, None
     if os.path.exists(path):
         with open(path) as f:
             metrics = json.load(f)
         selection = metrics.get("selection")
-        metric = metrics.get("selection_metric")
-        epoch = ((metrics.get("best") or {}).get("checkpoint") or {}).get("epoch")
+        epoch = (metrics.get("best") or {}).get("epoch")
     if selection is None:
-        selection, metric, epoch = load_run_config(run_dir).get("selection"), None, None
-    if selection is None:
+        selection = load_run_config(run_dir).get("selection")
+    if not isinstance(selection, dict) or "split" not in selection:
         return "unknown (no selection recorded)"
-    text = f"{selection} split"
-    if metric:
-        text += f" ({metric})"
+    text = f"{selection['split']} split"
+    if selection.get("metric"):
+        text += f" ({selection['metric']})"
     return text + (f", epoch {epoch}" if epoch else "")
 
 

@@ -216,12 +216,13 @@ def _run_record(run_dir: str) -> tuple[str, dict, dict]:
         raise FileNotFoundError(f"{run_dir} is not a training run: {Path(exc.filename).name} is missing") from None
     except json.JSONDecodeError as exc:
         raise ValueError(f"{run_dir}: metrics.json or config.json is not valid JSON: {exc}") from None
-    selection = metrics.get("selection") or config.get("selection")
-    checkpoint = (metrics.get("best") or {}).get("checkpoint") or {}
-    scores = checkpoint.get(selection) if isinstance(selection, str) else None
+    recorded = metrics.get("selection") or config.get("selection") or {}
+    selection = recorded.get("split") if isinstance(recorded, dict) else None
+    best = metrics.get("best") or {}
+    scores = best.get(selection) if isinstance(selection, str) else None
     if not isinstance(scores, dict):
         raise ValueError(f"{run_dir}: metrics.json records no best checkpoint with {selection!r} metrics")
-    return selection, {"epoch": checkpoint.get("epoch"), **scores}, config
+    return selection, {"epoch": best.get("epoch"), **scores}, config
 
 
 def summarize_runs(run_dirs, evaluations: list[dict] | None = None) -> dict:

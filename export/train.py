@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import glob
 import json
 import os
 import time
@@ -226,9 +225,6 @@ def _locked(run_dir: str):
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise ValueError(f"{run_dir} is in use: another process is training into it") from None
-        # Staging files of a writer killed mid-write (nothing else writes here while we hold the lock).
-        for leftover in glob.glob(os.path.join(glob.escape(run_dir), ".tmp-*")):
-            os.unlink(leftover)
         yield
 
 

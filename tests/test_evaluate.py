@@ -82,8 +82,9 @@ def test_evaluate_rejects_an_unknown_baseline(synthetic_run, synthetic_dataset, 
 
 def _fake_run(directory, seed, hr, mrr, selection="validation"):
     directory.mkdir()
-    (directory / "config.json").write_text(json.dumps({"train": {"seed": seed}, "selection": selection}))
-    metrics = {"selection": selection, "best": {"checkpoint": {"epoch": 2, selection: {"HR@20": hr, "MRR@20": mrr}}}}
+    recorded = {"split": selection, "metric": "HR@20"}  # as train records it
+    (directory / "config.json").write_text(json.dumps({"train": {"seed": seed}, "selection": recorded}))
+    metrics = {"selection": recorded, "best": {"epoch": 2, selection: {"HR@20": hr, "MRR@20": mrr}}}
     (directory / "metrics.json").write_text(json.dumps(metrics))
     return directory
 

@@ -133,8 +133,9 @@ def test_index_of_another_table_is_rejected(indexed_bundle, tmp_path):
     bundle = Bundle.load(path)
     other = retrieval.build_index(bundle.item_embeddings()[:-1], retrieval.IndexParameters(4, 4, 10))
     faiss.write_index(other, str(path / INDEX_FILENAME))
-    digest = hashlib.sha256((path / INDEX_FILENAME).read_bytes()).hexdigest()
-    _rewrite_manifest(path, lambda m: m["files"][INDEX_FILENAME].update(sha256=digest))
+    data = (path / INDEX_FILENAME).read_bytes()
+    _rewrite_manifest(path, lambda m: m["files"][INDEX_FILENAME].update(sha256=hashlib.sha256(data).hexdigest(),
+                                                                         bytes=len(data)))
     with pytest.raises(BundleError, match="does not match the item table"):
         Recommender.load(path, device="cpu", retrieval="index")
     _rewrite_manifest(path, lambda m: m["retrieval"].update(item_embeddings_sha256="0" * 64))

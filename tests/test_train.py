@@ -185,11 +185,11 @@ def test_a_run_killed_at_any_moment_resumes_to_the_same_weights(small_dataset, t
         run_dir = tmp_path / moment
         left = {p.name for p in run_dir.iterdir()}
         assert ("last.pt" in left) == (moment != "during-epoch-1")
-        assert any(name.startswith(".tmp-") for name in left) == (moment == "inside-checkpoint-2")
+        assert any(name.endswith(".tmp.pt") for name in left) == (moment == "inside-checkpoint-2")
         result = train(small_dataset, run_dir, resume=True, **QUICK)
         assert [e["epoch"] for e in result.history] == [1, 2, 3]
         assert any("finished no epoch" in note for note in result.notes) == (moment == "during-epoch-1")
-        assert not any(p.name.startswith(".tmp-") for p in run_dir.iterdir())
+        assert not any(p.name.endswith(".tmp.pt") for p in run_dir.iterdir())  # the next write removed it
         _assert_same_run(run_dir, tmp_path / "straight")
 
 
