@@ -318,7 +318,7 @@ def _build(
     sessions: _Sessions, *, source_format: str, test_days: float, fraction: int, options: Mapping[str, object]
 ) -> PreparedDataset:
     """Steps 3-6 and the manifest."""
-    report, lengths, dates = sessions.report, sessions.lengths, sessions.dates
+    report, dates = sessions.report, sessions.dates
     alive = _check_read(sessions, options["min_item_count"])
     first_date, last_date = int(dates[alive].min()), int(dates[alive].max())
     span = last_date - first_date

@@ -37,7 +37,7 @@ from typing import Any, Literal
 import numpy as np
 import onnxruntime
 
-from .bundle import Bundle, BundleError
+from .bundle import ENCODER_FILENAME, MODEL_FILENAME, Bundle, BundleError
 from .graph import build_graphs
 from .retrieval import Retriever, encoder_model
 from .validation import positive_int
@@ -137,7 +137,10 @@ class Recommender:
         counts = bundle.item_counts[1:]
         self._popular_ids = np.argsort(-counts, kind="stable").astype(np.int64) + 1
         self._popular_scores = counts[self._popular_ids - 1].astype(np.float32)
-        _check_model(bundle, session, _INPUTS if retriever is None else _ENCODER_INPUTS)
+        if retriever is None:
+            _check_model(bundle, session, MODEL_FILENAME, _INPUTS)
+        else:
+            _check_model(bundle, session, ENCODER_FILENAME, _ENCODER_INPUTS)
 
     @classmethod
     def load(
@@ -189,7 +192,7 @@ class Recommender:
         providers = [_CUDA, _CPU] if want_cuda else [_CPU]
         retriever = Retriever.load(bundle) if retrieval == "index" else None
         model = bundle.model_bytes if retriever is None else encoder_model(bundle)
-        name = bundle.model_path.name if retriever is None else "encoder.onnx"
+        name = MODEL_FILENAME if retriever is None else ENCODER_FILENAME
         try:  # from the verified bytes, never from the path: the file may have been replaced since
             session = onnxruntime.InferenceSession(model, options, providers=providers)
         except MemoryError:
@@ -576,16 +579,16 @@ def _cuda_driver_present() -> bool:
     return True
 
 
-def _check_model(bundle: Bundle, session: onnxruntime.InferenceSession, inputs: tuple[str, ...]) -> None:
-    """The ONNX model's inputs and recorded sizes agree with the bundle's manifest."""
+def _check_model(bundle: Bundle, session: onnxruntime.InferenceSession, name: str, inputs: tuple[str, ...]) -> None:
+    """The ONNX model ``name`` (model.onnx or encoder.onnx) has ``inputs`` and the sizes of the manifest."""
     names = tuple(i.name for i in session.get_inputs())
     if names != inputs:
-        raise BundleError(f"bundle {bundle.path}: the ONNX model has inputs {names}, expected {inputs}")
+        raise BundleError(f"bundle {bundle.path}: {name} has inputs {names}, expected {inputs}")
     metadata = session.get_modelmeta().custom_metadata_map
     for field, key in _METADATA.items():
         expected = getattr(bundle, field)
         if metadata.get(key) != str(expected):
             raise BundleError(
-                f"bundle {bundle.path}: model.onnx was exported for {field} = {metadata.get(key)} but "
+                f"bundle {bundle.path}: {name} was exported for {field} = {metadata.get(key)} but "
                 f"manifest.json and the vocabulary say {expected}"
             )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import shutil
 import sys
@@ -160,7 +159,7 @@ def test_without_faiss_exact_mode_works_and_index_mode_says_what_to_install(inde
         Recommender.load(indexed_bundle, device="cpu", retrieval="index")
 
 
-def test_cli_index_adds_an_index_and_prints_recall(synthetic_bundle, tmp_path, capsys, monkeypatch):
+def test_cli_index_adds_an_index_and_prints_recall(synthetic_bundle, tmp_path, capsys):
     path = _copy(synthetic_bundle, tmp_path)
     assert main(["index", str(path), "--lists", "5", "--nprobe", "2", "--recall-sessions", "200"]) == 0
     out = capsys.readouterr().out
@@ -169,8 +168,8 @@ def test_cli_index_adds_an_index_and_prints_recall(synthetic_bundle, tmp_path, c
     assert stored[0] == "2" and 0.5 <= float(stored[2]) <= 1.0
     assert Recommender.load(path, device="cpu", retrieval="index").retriever.parameters.nprobe == 2
     session = json.dumps(Bundle.load(path).vocab.raw_ids[:3])
-    monkeypatch.setattr(sys, "stdin", io.StringIO(session + "\n"))
-    assert main(["recommend", str(path), "-k", "3", "--retrieval", "index"]) == 0
+    (tmp_path / "sessions.jsonl").write_text(session + "\n")
+    assert main(["recommend", str(path), str(tmp_path / "sessions.jsonl"), "-k", "3", "--retrieval", "index"]) == 0
     assert len(json.loads(capsys.readouterr().out)["items"]) == 3
     assert main(["index", str(path), "--lists", "5", "--nprobe", "6"]) == 2
     assert "nprobe (6) must be at most lists (5)" in capsys.readouterr().err

@@ -114,9 +114,9 @@ class LocalTritonServer:
         command = [
             str(dist / "bin" / "tritonserver"), f"--model-repository={self.repo_dir}",
             f"--backend-directory={backends}", f"--cache-directory={dist / 'caches'}",
-            f"--http-address=127.0.0.1", f"--http-port={self.http_port}",
-            f"--grpc-address=127.0.0.1", f"--grpc-port={self.grpc_port}",
-            f"--metrics-address=127.0.0.1", f"--metrics-port={self._metrics_port}",
+            "--http-address=127.0.0.1", f"--http-port={self.http_port}",
+            "--grpc-address=127.0.0.1", f"--grpc-port={self.grpc_port}",
+            "--metrics-address=127.0.0.1", f"--metrics-port={self._metrics_port}",
             f"--exit-timeout-secs={self._exit_timeout_s}", f"--log-verbose={self._log_verbose}",
             "--strict-readiness=true", "--exit-on-error=true",
         ]
