@@ -24,7 +24,7 @@ from .batches import answer_batch
 from .local import ScoreSummary
 from .tables import answer_columns, arrow_item_type, is_list_type, require, sessions_of_list_table
 
-__all__ = ["recommend_dataset", "score_ray"]
+__all__ = ["recommend_dataset", "score_ray", "start_local_ray"]
 
 
 class _RecommendBatches:
@@ -114,12 +114,13 @@ def score_ray(
     started_here = not ray.is_initialized()
     if started_here:
         if address is None:
-            ray.init(include_dashboard=False, _node_ip_address="127.0.0.1", configure_logging=False)
+            start_local_ray()
         else:
-            ray.init(address=address, configure_logging=False)
+            ray.init(address=address, log_to_driver=False)
     try:
         started = time.perf_counter()
-        dataset = ray.data.read_parquet(os.fspath(input))
+        # Reading and writing take no CPU of the budget, so that N actors fit on N CPUs.
+        dataset = ray.data.read_parquet(os.fspath(input), num_cpus=0)
         schema = dataset.schema()
         items_column = items_column or "items"
         if items_column in schema.names and not is_list_type(pa, schema.base_schema.field(items_column).type):
@@ -135,10 +136,23 @@ def score_ray(
                                     items_column=items_column, batch_size=batch_size, actors=actors, device=device,
                                     threads=threads)
         with staging_directory(output) as staging:
-            answers.write_parquet(os.fspath(staging))
+            answers.write_parquet(os.fspath(staging), ray_remote_args={"num_cpus": 0})
         errors = pq.read_table(os.fspath(output), columns=["error"]).column("error")
         return ScoreSummary(sessions=len(errors), errors=len(errors) - errors.null_count,
                             seconds=time.perf_counter() - started)
     finally:
         if started_here:
             ray.shutdown()
+
+
+def start_local_ray(num_cpus: int | None = None) -> None:
+    """Start a local Ray whose node address is 127.0.0.1, without the dashboard. Ray otherwise
+    advertises the machine's network address (even when told 127.0.0.1) unless, as on macOS, it
+    runs without cluster support, which is what this switches off for this process and Ray's."""
+    ray = require("ray", "ray")
+    from ray._private import ray_constants
+
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    ray.init(address="local", _node_ip_address="127.0.0.1", include_dashboard=False, num_cpus=num_cpus,
+             log_to_driver=False)
