@@ -236,6 +236,23 @@ def test_grouping_and_batching_match_a_reference(keys, cuts, batch):
     assert all(len(b) == batch for b in batches[:-1]) and all(0 < len(b) <= batch for b in batches)
 
 
+def test_fixed_width_columns_pad_short_and_error_rows():
+    """Ray's fixed-width [B, k] columns: real entries first, then null ids and NaN scores; ``length`` counts."""
+    answers = tables.Answers(items=[[5, 6], None, [7, 8, 9]],
+                             scores=[np.float32([2, 1]), None, np.float32([3, 2, 1])],
+                             n_unknown=[0, 0, 1], fallback=[False, False, True], errors=[None, "row 2: bad", None])
+    columns = tables.answer_columns(answers, pa.int64(), width=3)
+    assert columns["items"].type == pa.list_(pa.int64(), 3)
+    assert columns["items"].to_pylist() == [[5, 6, None], [None] * 3, [7, 8, 9]]
+    scores = np.array(columns["scores"].to_pylist(), dtype=np.float32)
+    np.testing.assert_array_equal(scores, np.float32([[2, 1, np.nan], [np.nan] * 3, [3, 2, 1]]))
+    assert columns["length"].to_pylist() == [2, 0, 3]
+    assert columns["error"].to_pylist() == [None, "row 2: bad", None]
+    ragged = tables.answer_columns(answers, pa.int64())
+    assert ragged["items"].to_pylist() == [[5, 6], None, [7, 8, 9]]
+    assert ragged["n_unknown"].to_pylist() == [0, 0, 1] and ragged["fallback"].to_pylist() == [False, False, True]
+
+
 def test_killed_run_leaves_no_output(synthetic_bundle, sessions, tmp_path):
     """SIGKILL in the middle of a 2-worker run: no OUTPUT, and the workers exit."""
     source, target = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
