@@ -32,7 +32,9 @@ __all__ = ["ScoreSummary", "score_file"]
 
 @dataclass(frozen=True)
 class ScoreSummary:
-    """What ``score_file`` did: ``sessions`` written (one row each), ``errors`` among them, ``seconds``."""
+    """What ``score_file`` did: ``sessions`` written (one row each), ``errors`` among them, ``seconds``
+    from the first batch read to the last written (after the bundle is loaded and the files opened;
+    worker processes' start included)."""
 
     sessions: int
     errors: int
@@ -81,12 +83,12 @@ def score_file(
     source = open_sessions(input, raw_id_type=recommender.raw_id_type, session_column=session_column,
                            items_column=items_column, chunk_rows=batch_size)
     bar = _progress_bar(source.total) if progress else None
-    started = time.perf_counter()
     written = failed = 0
     batches = rebatch(source.chunks, batch_size)
     with staging_file(output) as staging:
         os.chmod(staging, 0o644)  # mkstemp makes it 0600; the answers are read by whoever uses them
         sink = open_sink(os.fspath(output), staging, source, recommender.raw_id_type)
+        started = time.perf_counter()  # the bundle is loaded, the input and output open
         if workers == 1:
             answered = ((batch, answer_batch(recommender, batch, k, exclude_seen)) for batch in batches)
         else:

@@ -274,17 +274,19 @@ def sessions_of_list_table(table, key: str | None, items: str, *, first_row: int
         column = column.combine_chunks()
     if pa.types.is_fixed_size_list(column.type):
         column = column.cast(pa.list_(column.type.value_type))
-    offsets = column.offsets.to_numpy()
-    values = column.values.slice(int(offsets[0]), int(offsets[-1] - offsets[0])).to_pylist()
-    bounds = (offsets - offsets[0]).tolist()
-    valid = column.is_valid().to_numpy(zero_copy_only=False)
-    sessions = [values[a:b] if ok else None for a, b, ok in zip(bounds[:-1], bounds[1:], valid.tolist())]
+    # Python lists throughout: Array.to_numpy would import pandas, seconds per process.
+    offsets = column.offsets.to_pylist()
+    first = offsets[0]
+    values = column.values.slice(first, offsets[-1] - first).to_pylist()
+    valid = column.is_valid().to_pylist() if column.null_count else [True] * len(column)
+    sessions = [values[a - first:b - first] if ok else None for a, b, ok in zip(offsets[:-1], offsets[1:], valid)]
     errors: list = [None] * len(sessions)
     lines = None if first_row is None else list(range(first_row, first_row + len(sessions)))
     keys = None if key is None else table.column(key).to_pylist()
     chunk = Sessions(sessions=sessions, errors=errors, keys=keys, lines=lines, place="row")
-    for index in np.flatnonzero(~valid).tolist():
-        errors[index] = f"{chunk.where(index)}: {items!r} is null"
+    for index, ok in enumerate(valid):
+        if not ok:
+            errors[index] = f"{chunk.where(index)}: {items!r} is null"
     return chunk
 
 
@@ -412,6 +414,9 @@ class ParquetSink:
         self._key_name = key_name
         self._key_type = key_type
         self._item_type = arrow_item_type(raw_id_type)
+        # The columns of an empty output; building them now also pays pyarrow's first-use
+        # import of pandas (seconds) before the first batch rather than during it.
+        self._no_answers = answer_columns(Answers(), self._item_type)
         self._writer = None
         self._pending: list = []
         self._pending_rows = 0
@@ -445,8 +450,7 @@ class ParquetSink:
 
     def close(self) -> None:
         if self._writer is None:  # no session at all: an empty table of the known columns
-            empty = Answers()
-            columns = answer_columns(empty, self._item_type)
+            columns = self._no_answers
             if self._key_name is not None:
                 columns = {self._key_name: self._pa.array([], type=self._key_type or self._pa.string()),
                            **columns}
