@@ -60,14 +60,16 @@ def recommend_dataset(
     actors: int = 2,
     device: Literal["auto", "cpu", "cuda"] = "cpu",
     threads: int = 1,
+    actor_cpus: float | None = None,
 ) -> Any:
     """``dataset`` (a ``ray.data.Dataset`` with a list column ``items_column`` of raw item ids and,
     optionally, a key column ``session_column``) -> a Dataset of answers, lazily: the key,
     ``items`` (fixed-size list of k raw ids), ``scores`` (fixed-size list of k float32),
     ``length`` (int32, real entries), ``n_unknown``, ``fallback``, ``error`` (null or why).
 
-    ``actors`` actors each load ``bundle`` (a path every node can read) once, use
-    ``threads`` CPUs and onnxruntime threads, and answer ``batch_size`` sessions a call.
+    ``actors`` actors each load ``bundle`` (a path every node can read) once, run
+    ``threads`` onnxruntime threads, reserve ``actor_cpus`` CPUs (default ``threads``) and
+    answer ``batch_size`` sessions a call.
     """
     ray_data = require("ray.data", "ray")
     k, batch_size = positive_int(k, "k"), positive_int(batch_size, "batch_size")
@@ -81,7 +83,7 @@ def recommend_dataset(
         fn_constructor_kwargs=dict(bundle=os.path.abspath(bundle), k=k, exclude_seen=exclude_seen,
                                    key=session_column, items=items_column, device=device, threads=threads),
         batch_size=batch_size, batch_format="pyarrow", zero_copy_batch=True,
-        compute=ray_data.ActorPoolStrategy(size=actors), num_cpus=threads,
+        compute=ray_data.ActorPoolStrategy(size=actors), num_cpus=threads if actor_cpus is None else actor_cpus,
     )
 
 
@@ -119,7 +121,7 @@ def score_ray(
             ray.init(address=address, log_to_driver=False)
     try:
         started = time.perf_counter()
-        # Reading and writing take no CPU of the budget, so that N actors fit on N CPUs.
+        # Reading and writing take no CPU of the budget, so that the actors get the CPUs.
         dataset = ray.data.read_parquet(os.fspath(input), num_cpus=0)
         schema = dataset.schema()
         items_column = items_column or "items"
@@ -129,12 +131,15 @@ def score_ray(
                              "use the local engine)")
         if session_column is None and "session" in schema.names and items_column != "session":
             session_column = "session"
+        cpus = ray.cluster_resources().get("CPU", 1)
         if actors is None:
-            actors = max(1, int(ray.cluster_resources().get("CPU", 1)) // threads)
+            actors = max(1, int(cpus) // threads)
+        # Ray Data lists the input files in a task of 1 CPU: leave it one, or it waits on the actors forever.
+        actor_cpus = min(float(threads), max(cpus - 1, 0.1 * actors) / actors)
         dataset.context.execution_options.preserve_order = True
         answers = recommend_dataset(dataset, bundle, k=k, exclude_seen=exclude_seen, session_column=session_column,
                                     items_column=items_column, batch_size=batch_size, actors=actors, device=device,
-                                    threads=threads)
+                                    threads=threads, actor_cpus=actor_cpus)
         with staging_directory(output) as staging:
             answers.write_parquet(os.fspath(staging), ray_remote_args={"num_cpus": 0})
         errors = pq.read_table(os.fspath(output), columns=["error"]).column("error")
