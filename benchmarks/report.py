@@ -190,6 +190,19 @@ def service_table(benchmarks: Sequence[Benchmark]) -> str:
     return _table(["mode", "clients", "requests/s", "p50 ms", "p99 ms", "mean batch", "vs direct"], rows)
 
 
+def scoring_table(benchmarks: Sequence[Benchmark]) -> str:
+    """Offline scoring: sessions/s of each path over the same sessions, and its ratio to the recommend loop."""
+    suite = _suite(benchmarks, "scoring")
+    rates = {b["extra_info"]["path"]: b["extra_info"]["sessions"] / b["stats"]["median"] for b in suite}
+    loop = rates.get("recommend loop")
+    rows = [[info["path"], f"{info['sessions']:,}", f"{bench['stats']['median']:.2f}", f"{rates[info['path']]:,.0f}",
+             _ratio(rates[info["path"]] / loop if loop else None)]
+            for bench in sorted(suite, key=lambda b: (b["extra_info"]["path"] != "recommend loop",
+                                                      b["extra_info"]["path"]))
+            for info in [bench["extra_info"]]]
+    return _table(["path", "sessions", "median s", "sessions/s", "vs loop"], rows)
+
+
 def other_table(benchmarks: Sequence[Benchmark]) -> str:
     """Benchmarks of the other suites (the graph builder's), by group."""
     rows = [[b.get("group") or "-", b["name"], f"{_median_ms(b):.4f}"]
@@ -232,6 +245,11 @@ def goals(benchmarks: Sequence[Benchmark]) -> list[str]:
         if served:
             checks.append((f"{engine}, 64 clients, p99 < 50 ms: {served['p99_ms']:.1f} ms", served["p99_ms"] < 50))
     checks += large_catalog_goals(benchmarks)
+    scoring = {b["extra_info"]["path"]: b["extra_info"]["sessions"] / b["stats"]["median"]
+               for b in _suite(benchmarks, "scoring")}
+    if "recommend loop" in scoring and "score, 1 worker" in scoring:
+        ratio = scoring["score, 1 worker"] / scoring["recommend loop"]
+        checks.append((f"score, 1 worker, >= 0.8x the recommend loop's sessions/s: {ratio:.2f}x", ratio >= 0.8))
     return [f"[{'met' if ok else 'NOT met'}] {text}" for text, ok in checks]
 
 
@@ -316,6 +334,8 @@ def render(benchmarks: Sequence[Benchmark], header: dict) -> str:
          catalog_table(benchmarks)),
         ("Item index on a trained model (recall@20 against exact scoring)", trained_recall_table(benchmarks)),
         ("Service path (clients each wait for their answer)", service_table(benchmarks)),
+        ("Offline scoring (Parquet in and out, batches of 512) beside recommend on batches of 512 in a loop",
+         scoring_table(benchmarks)),
         ("Other suites", other_table(benchmarks)),
     ):
         if table:

@@ -422,6 +422,24 @@ def _cmd_index(args: argparse.Namespace) -> None:
               f"{mark}")
 
 
+def _cmd_score(args: argparse.Namespace) -> None:
+    from .scoring import score_file, score_ray
+
+    options = dict(k=args.k, exclude_seen=args.exclude_seen, session_column=args.session_column,
+                   items_column=args.items_column, batch_size=args.batch_size, device=args.device)
+    try:
+        if args.engine == "ray":
+            summary = score_ray(args.bundle, args.input, args.output, actors=args.actors, address=args.address,
+                                threads=args.threads or 1, **options)
+        else:
+            summary = score_file(args.bundle, args.input, args.output, workers=args.workers, threads=args.threads,
+                                 fail_fast=args.fail_fast, progress=not args.quiet, **options)
+    except ImportError as exc:
+        raise SystemExit(f"srgnn-rt score: {exc}") from None
+    print(f"scored {summary.sessions:,} sessions ({summary.errors:,} errors) in {summary.seconds:.1f} s, "
+          f"{summary.sessions_per_second:,.0f} sessions/s -> {args.output}")
+
+
 def _cmd_quickstart(args: argparse.Namespace) -> None:
     quickstart = _torch_side("quickstart")
     given = {name: getattr(args, name) for name in ("sessions", "items", "epochs", "seed", "device", "threads")}
@@ -621,6 +639,27 @@ def _parser() -> argparse.ArgumentParser:
     index.add_argument("--recall-sessions", type=_positive_int, default=1000, help="synthetic sessions (default 1000)")
     index.add_argument("--seed", type=int, default=0)
     index.set_defaults(run=_cmd_index)
+
+    score = commands.add_parser("score", help="score a table of sessions (Parquet, JSON lines, CSV) into a table")
+    score.add_argument("bundle")
+    score.add_argument("input", help="sessions: .parquet, .jsonl or .csv (Parquet file or directory with --engine ray)")
+    score.add_argument("output", help=".parquet or .jsonl, written atomically (a directory with --engine ray)")
+    score.add_argument("-k", type=_positive_int, default=20)
+    score.add_argument("--exclude-seen", action="store_true")
+    score.add_argument("--session-column", help="session key column (default: 'session' when present; JSON "
+                                                "lines: none)")
+    score.add_argument("--items-column", help="raw item ids: a list column, or one id a row grouped by session "
+                                              "(default: 'items' or 'item'; JSON objects: 'session')")
+    score.add_argument("--batch-size", type=_positive_int, default=512)
+    score.add_argument("--workers", type=_positive_int, default=1, help="local engine: processes")
+    score.add_argument("--engine", choices=("local", "ray"), default="local")
+    score.add_argument("--address", help="ray engine: the cluster to join (default: a local Ray on 127.0.0.1)")
+    score.add_argument("--actors", type=_positive_int, help="ray engine: actors (default: CPUs / threads)")
+    score.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    score.add_argument("--threads", type=_positive_int, help="onnxruntime threads of each worker or actor")
+    score.add_argument("--fail-fast", action="store_true", help="stop at the first bad session (no output)")
+    score.add_argument("--quiet", action="store_true", help="no progress bar")
+    score.set_defaults(run=_cmd_score)
 
     quickstart = commands.add_parser("quickstart", help="synthetic data -> prepare -> train -> export -> serve")
     quickstart.add_argument("--workdir", default="srgnn-quickstart")
