@@ -51,10 +51,10 @@ def ray_url(bench_bundle, bench_threads):
     from ray import serve
 
     from srgnn_rt.engines import ray_serve
+    from srgnn_rt.local_ray import start_ray
     from srgnn_rt.engines.triton_server import free_port
 
-    started_here = not ray.is_initialized()
-    ray_serve.start_ray(num_cpus=2)
+    started_here = start_ray(num_cpus=2)
     url = ray_serve.run(ray_serve.app(str(bench_bundle.path), threads=bench_threads), name="srgnn-bench",
                         port=free_port(), route_prefix="/srgnn-bench")
     yield url

@@ -350,6 +350,7 @@ def _cmd_triton(args: argparse.Namespace) -> None:
 
 def _cmd_serve(args: argparse.Namespace) -> None:
     from .engines import ray_serve
+    from .local_ray import start_ray
 
     if args.autoscale:
         low, sep, high = args.autoscale.partition(":")
@@ -363,7 +364,7 @@ def _cmd_serve(args: argparse.Namespace) -> None:
                                 max_batch_cost=args.max_batch_cost, batch_wait_ms=args.batch_wait_ms, **scaling)
     from ray import serve
 
-    ray_serve.start_ray(args.address)
+    start_ray(args.address)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # a service manager's stop drains like Ctrl-C
     deployed = False
     try:

@@ -89,3 +89,16 @@ def small_dataset(synthetic_dataset, tmp_path_factory) -> Path:
     small = PreparedDataset(train=train, test=test, vocab=full.vocab, item_counts=full.item_counts,
                             manifest=manifest)
     return small.save(tmp_path_factory.mktemp("small") / "data")
+
+
+@pytest.fixture(scope="session")
+def local_ray():
+    """One local Ray for the whole test session (2 CPUs, on 127.0.0.1, no dashboard), shared by the
+    Ray engines' tests; each shuts down what it deployed on it."""
+    ray = pytest.importorskip("ray")
+    from srgnn_rt.local_ray import start_ray
+
+    started = start_ray(num_cpus=2)
+    yield ray
+    if started:
+        ray.shutdown()

@@ -28,19 +28,16 @@ from srgnn_rt.engines import ray_serve  # noqa: E402
 from srgnn_rt.engines.triton_server import free_port  # noqa: E402
 
 
-@pytest.fixture(scope="session")
-def serve_url(synthetic_bundle):
-    import ray
+@pytest.fixture(scope="module")
+def serve_url(local_ray, synthetic_bundle):
+    """Serve on the session's Ray for this module; shut down after it, so that its replicas free
+    their CPUs for the other Ray tests."""
     from ray import serve
 
-    started_here = not ray.is_initialized()
-    ray_serve.start_ray(num_cpus=2)
     url = ray_serve.run(ray_serve.app(synthetic_bundle, threads=1, batch_wait_ms=20),
                         name="srgnn", port=free_port(), route_prefix="/srgnn")
     yield url
     serve.shutdown()
-    if started_here:
-        ray.shutdown()
 
 
 @pytest.fixture(scope="session")

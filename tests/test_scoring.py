@@ -264,7 +264,7 @@ def test_killed_run_leaves_no_output(synthetic_bundle, sessions, tmp_path):
     )
     try:
         deadline = time.monotonic() + 60
-        while not any(name.startswith(".tmp-") and (tmp_path / name).stat().st_size > 0
+        while not any(name.startswith(".out.jsonl.") and ".tmp" in name and (tmp_path / name).stat().st_size > 0
                       for name in os.listdir(tmp_path)):
             assert process.poll() is None and time.monotonic() < deadline, "the run ended before it could be killed"
             time.sleep(0.05)
@@ -297,22 +297,6 @@ def _running(pid: int) -> bool:
 
 
 # --- Ray Data ---------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def local_ray():
-    """One local Ray for this module: 2 CPUs, bound to 127.0.0.1, no dashboard."""
-    ray = pytest.importorskip("ray")
-    if ray.is_initialized():
-        yield ray
-        return
-    from srgnn_rt.scoring.ray_data import start_local_ray
-
-    start_local_ray(num_cpus=2)
-    try:
-        yield ray
-    finally:
-        ray.shutdown()
 
 
 def test_ray_actor_pool_gives_the_single_machine_answers(local_ray, synthetic_bundle, sessions, tmp_path):

@@ -148,26 +148,6 @@ def app(
     )
 
 
-def start_ray(address: str | None = None, *, num_cpus: int | None = None) -> None:
-    """Join the Ray cluster at ``address``, or start a local Ray whose node address is
-    127.0.0.1 (Ray otherwise advertises the machine's network address and rewrites
-    127.0.0.1 to it), without the dashboard. Does nothing when Ray is already up."""
-    import ray
-
-    if ray.is_initialized():
-        return
-    if address is not None:
-        ray.init(address=address)
-        return
-    # Read by Ray's processes at start-up and by this one now: a node on loopback only.
-    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
-    from ray._private import ray_constants
-
-    ray_constants.ENABLE_RAY_CLUSTER = False
-    ray.init(address="local", _node_ip_address="127.0.0.1", include_dashboard=False, num_cpus=num_cpus,
-             log_to_driver=False)
-
-
 def run(application: serve.Application, *, name: str = "srgnn", host: str = "127.0.0.1", port: int = 8000,
         route_prefix: str = "/") -> str:
     """Start Serve's HTTP proxy on ``host:port`` (when Serve is not running yet) and deploy

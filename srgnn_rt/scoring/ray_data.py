@@ -19,12 +19,13 @@ import time
 from typing import Any, Literal
 
 from ..atomic import staging_directory
+from ..local_ray import start_ray
 from ..validation import positive_int
 from .batches import answer_batch
 from .local import ScoreSummary
 from .tables import answer_columns, arrow_item_type, is_list_type, require, sessions_of_list_table
 
-__all__ = ["recommend_dataset", "score_ray", "start_local_ray"]
+__all__ = ["recommend_dataset", "score_ray"]
 
 
 class _RecommendBatches:
@@ -113,12 +114,7 @@ def score_ray(
     ray = require("ray", "ray")
     pa = require("pyarrow", "arrow")
     pq = require("pyarrow.parquet", "arrow")
-    started_here = not ray.is_initialized()
-    if started_here:
-        if address is None:
-            start_local_ray()
-        else:
-            ray.init(address=address, log_to_driver=False)
+    started_here = start_ray(address)
     try:
         started = time.perf_counter()
         # Reading and writing take no CPU of the budget, so that the actors get the CPUs.
@@ -148,16 +144,3 @@ def score_ray(
     finally:
         if started_here:
             ray.shutdown()
-
-
-def start_local_ray(num_cpus: int | None = None) -> None:
-    """Start a local Ray whose node address is 127.0.0.1, without the dashboard. Ray otherwise
-    advertises the machine's network address (even when told 127.0.0.1) unless, as on macOS, it
-    runs without cluster support, which is what this switches off for this process and Ray's."""
-    ray = require("ray", "ray")
-    from ray._private import ray_constants
-
-    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
-    ray_constants.ENABLE_RAY_CLUSTER = False
-    ray.init(address="local", _node_ip_address="127.0.0.1", include_dashboard=False, num_cpus=num_cpus,
-             log_to_driver=False)
