@@ -16,6 +16,7 @@ cannot stack, and the id mapping and graph building run before the model anyway.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -23,7 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..atomic import staging_directory
-from ..bundle import BUNDLE_FILES, MANIFEST_FILENAME, Bundle
+from ..bundle import MANIFEST_FILENAME, Bundle
 from ..validation import positive_int
 
 KINDS = ("cpu", "gpu")
@@ -80,8 +81,9 @@ def write_repository(
         version.mkdir()
         shutil.copyfile(MODEL_TEMPLATE, version / "model.py")
         (version / "bundle").mkdir()
-        for filename in (*BUNDLE_FILES, MANIFEST_FILENAME):
-            shutil.copyfile(bundle.path / filename, version / "bundle" / filename)
+        for filename, data in bundle.files.items():  # the verified bytes, every file the manifest lists
+            (version / "bundle" / filename).write_bytes(data)
+        (version / "bundle" / MANIFEST_FILENAME).write_text(json.dumps(bundle.manifest, indent=2) + "\n")
         Bundle.load(version / "bundle")  # the copy is checked like any bundle
         if directories:
             (version / SYS_PATH_FILENAME).write_text("".join(f"{d}\n" for d in directories))
