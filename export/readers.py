@@ -575,6 +575,19 @@ def _slow_rows(ok: np.ndarray, bad: np.ndarray) -> np.ndarray:
     return np.flatnonzero(~ok & ~bad)
 
 
+def _dates(text: pa.Array, pattern: str, what: str, bad: np.ndarray, reasons: dict[int, str]) -> np.ndarray:
+    """int64[n] epoch seconds of ``text`` in ``pattern``: vectorised, then one by one with Python's
+    strptime (the reference's parser) where pyarrow's result does not give the text back; rows
+    that fail there too are marked malformed."""
+    ok, date = _parse_fixed(text, pattern)
+    for row in _slow_rows(ok, bad):
+        try:
+            date[row] = _strptime_utc(text[row].as_py(), pattern, what)
+        except _RowError as exc:
+            _mark(bad, reasons, row, str(exc))
+    return date
+
+
 class _DigineticaClock:
     """Order by ``int(timeframe)``; date = ``eventdate`` (``%Y-%m-%d``) at midnight UTC."""
 
@@ -598,13 +611,7 @@ class _DigineticaClock:
                 _mark(bad, reasons, row, f"timeframe {value!r} does not fit in 64 bits")
                 continue
             order[row] = number
-        ok, date = _parse_fixed(day, "%Y-%m-%d")
-        for row in _slow_rows(ok, bad):
-            try:
-                date[row] = _strptime_utc(day[row].as_py(), "%Y-%m-%d", "eventdate")
-            except _RowError as exc:
-                _mark(bad, reasons, row, str(exc))
-        return date, order
+        return _dates(day, "%Y-%m-%d", "eventdate", bad, reasons), order
 
 
 class _YoochooseClock:
@@ -614,13 +621,7 @@ class _YoochooseClock:
 
     def convert(self, fields, bad, reasons):
         stamp = pc.utf8_slice_codeunits(_texts(fields["time"], bad, reasons, "timestamp"), 0, 19)
-        ok, date = _parse_fixed(stamp, "%Y-%m-%dT%H:%M:%S")
-        for row in _slow_rows(ok, bad):
-            try:
-                date[row] = _strptime_utc(stamp[row].as_py(), "%Y-%m-%dT%H:%M:%S", "timestamp")
-            except _RowError as exc:
-                _mark(bad, reasons, row, str(exc))
-        return date, None
+        return _dates(stamp, "%Y-%m-%dT%H:%M:%S", "timestamp", bad, reasons), None
 
 
 class _FlexibleClock:
