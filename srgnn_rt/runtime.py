@@ -37,7 +37,7 @@ from typing import Any, Literal
 import numpy as np
 import onnxruntime
 
-from .bundle import Bundle, BundleError
+from .bundle import MODEL_FILENAME, Bundle, BundleError
 from .graph import build_graphs
 from .retrieval import Retriever, encoder_model
 from .validation import positive_int
@@ -177,8 +177,8 @@ class Recommender:
             raise ValueError(f"device must be one of {_DEVICES}, got {device!r}")
         if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
             raise ValueError(f"threads must be None or an int >= 1, got {threads!r}")
-        if not isinstance(bundle, Bundle):
-            bundle = Bundle.load(bundle)
+        if not isinstance(bundle, Bundle):  # index mode serves encoder.onnx: model.onnx is not read
+            bundle = Bundle.load(bundle, skip=(MODEL_FILENAME,) if retrieval == "index" else ())
         options = onnxruntime.SessionOptions()
         if threads is not None:
             options.intra_op_num_threads = threads
