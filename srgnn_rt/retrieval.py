@@ -313,7 +313,7 @@ class Retriever:
             _, labels[short] = self._index.search(s_h[short], n_candidates, params=self._search_all)
         ids = labels + 1  # internal ids; 0 where a row found fewer than n_candidates
         rows = self._table[np.maximum(labels, 0)]  # [B, C, d]
-        scores = np.einsum("bcd,bd->bc", rows, s_h)
+        scores = np.matmul(rows, s_h[:, :, None])[:, :, 0]  # [B, C]; batched matmul, faster than einsum
         drop = ids == 0
         if seen is not None:
             for row, items in enumerate(seen):

@@ -177,7 +177,7 @@ def test_cli_index_adds_an_index_and_prints_recall(synthetic_bundle, tmp_path, c
     assert stored[0] == "2" and 0.5 <= float(stored[2]) <= 1.0
     assert Recommender.load(path, device="cpu", retrieval="index").retriever.parameters.nprobe == 2
     session = json.dumps(Bundle.load(path).vocab.raw_ids[:3])
-    monkeypatch.setattr(sys, "stdin", io.StringIO(session + "\n"))
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO((session + "\n").encode())))
     assert main(["recommend", str(path), "-k", "3", "--retrieval", "index"]) == 0
     assert len(json.loads(capsys.readouterr().out)["items"]) == 3
     assert main(["index", str(path), "--lists", "5", "--nprobe", "6"]) == 2
@@ -192,8 +192,10 @@ def test_default_parameters_grow_with_the_catalog():
 
 
 def test_index_records_its_kind_and_codes(indexed_bundle):
-    section = Bundle.load(indexed_bundle).manifest["retrieval"]
-    assert (section["kind"], section["subquantizers"], section["metric"]) == ("IVFPQFastScan", 4, "inner_product")
+    bundle = Bundle.load(indexed_bundle)
+    section = bundle.manifest["retrieval"]
+    assert (section["kind"], section["subquantizers"], section["metric"]) == (
+        "IVFPQFastScan", bundle.embedding_size // 2, "inner_product")
 
 
 def test_ivfflat_index_still_serves_and_full_search_is_exact(synthetic_bundle, recommenders, tmp_path):
