@@ -188,6 +188,8 @@ class Recommender:
         want_cuda = device != "cpu" and has_provider and has_driver
         providers = [_CUDA, _CPU] if want_cuda else [_CPU]
         retriever = Retriever.load(bundle) if retrieval == "index" else None
+        if retriever is not None:  # faiss's threads search right after each run: idle ones must not spin
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         model = bundle.model_bytes if retriever is None else encoder_model(bundle)
         name = bundle.model_path.name if retriever is None else "encoder.onnx"
         try:  # from the verified bytes, never from the path: the file may have been replaced since
