@@ -173,7 +173,7 @@ def test_cli_index_adds_an_index_and_prints_recall(synthetic_bundle, tmp_path, c
     out = capsys.readouterr().out
     assert "added IVFPQFastScan index" in out and "lists = 5, nprobe = 2, candidates = 200" in out
     assert "<- stored" in out
-    stored = [line.split() for line in out.splitlines() if line.endswith("<- stored")][0]
+    stored = next(line.split() for line in out.splitlines() if line.endswith("<- stored"))
     assert stored[0] == "2" and 0.5 <= float(stored[2]) <= 1.0
     assert Recommender.load(path, device="cpu", retrieval="index").retriever.parameters.nprobe == 2
     session = json.dumps(Bundle.load(path).vocab.raw_ids[:3])
@@ -226,7 +226,7 @@ def test_index_mode_does_not_read_the_exact_model(indexed_bundle, tmp_path):
     recommender = Recommender.load(path, device="cpu", retrieval="index")
     assert len(recommender.recommend_one([recommender.bundle.vocab.raw_ids[0]], 5).items) == 5
     with pytest.raises(BundleError, match=f"loaded without {MODEL_FILENAME}"):
-        recommender.bundle.model_bytes
+        _ = recommender.bundle.model_bytes
     with pytest.raises(BundleError, match="corrupted|size|sha256"):
         Bundle.load(path)
     (path / ITEM_EMBEDDINGS_FILENAME).write_bytes(b"x")  # files that are used are still verified
