@@ -36,7 +36,7 @@ import io
 import json
 import math
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -109,7 +109,8 @@ class Bundle:
 
     ``path``: the directory it was read from; ``manifest``: the parsed ``manifest.json``;
     ``vocab``: its ``Vocab``; ``item_counts: int64[n_items + 1]`` (index 0, the padding id,
-    is 0; read-only); ``files``: the verified bytes of every file the manifest lists.
+    is 0; read-only); ``files``: the verified bytes of every file the manifest lists, but
+    those named in ``skipped`` (see ``load``).
     """
 
     path: Path
@@ -117,6 +118,7 @@ class Bundle:
     vocab: Vocab
     item_counts: np.ndarray
     files: dict[str, bytes] = dataclasses.field(repr=False, compare=False)
+    skipped: frozenset[str] = frozenset()
 
     @property
     def n_items(self) -> int:
@@ -133,7 +135,11 @@ class Bundle:
 
     @property
     def model_bytes(self) -> bytes:
-        """The serialized ONNX model, exactly the bytes whose sha256 the manifest holds."""
+        """The serialized ONNX model, exactly the bytes whose sha256 the manifest holds;
+        BundleError when the bundle was loaded with ``skip=(MODEL_FILENAME,)``."""
+        if MODEL_FILENAME in self.skipped:
+            raise BundleError(f"bundle {self.path} was loaded without {MODEL_FILENAME} (skip); load it again "
+                              f"without skip to serve the exact model")
         return self.files[MODEL_FILENAME]
 
     @property
@@ -151,8 +157,12 @@ class Bundle:
                           np.float32, (self.n_items, self.embedding_size))
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> Bundle:
+    def load(cls, path: str | os.PathLike, *, skip: Collection[str] = ()) -> Bundle:
         """Read and check the bundle directory ``path``.
+
+        ``skip``: files not to read, only ``(MODEL_FILENAME,)`` (retrieval mode serves
+        ``encoder.onnx`` and never needs the exact model, about twice the item table);
+        every other file is still read and verified.
 
         Raises FileNotFoundError when ``path`` is not a directory, and BundleError
         (a ValueError) naming the file and the problem for anything else: missing
@@ -161,22 +171,27 @@ class Bundle:
         A directory replaced while it is read is read again (see ``read_consistently``).
         """
         directory = Path(path)
+        skipped = frozenset(skip) if not isinstance(skip, str) else frozenset((skip,))
+        if not skipped <= {MODEL_FILENAME}:
+            raise ValueError(f"skip may only name {MODEL_FILENAME!r}, got {sorted(skipped)}")
         try:
-            return read_consistently(directory, lambda version: cls._read(version, directory))
+            return read_consistently(directory, lambda version: cls._read(version, directory, skipped))
         except (FileNotFoundError, NotADirectoryError):
             if not directory.is_dir():
                 raise FileNotFoundError(f"bundle directory {directory} does not exist") from None
             raise
 
     @classmethod
-    def _read(cls, version: DirectoryVersion, directory: Path) -> Bundle:
-        """Read every file of one version of the bundle directory, verify it, parse it."""
+    def _read(cls, version: DirectoryVersion, directory: Path, skipped: frozenset[str]) -> Bundle:
+        """Read every file (but ``skipped``) of one version of the bundle directory, verify it, parse it."""
         manifest = _parse_manifest(_read_file(version, directory, MANIFEST_FILENAME, MAX_MANIFEST_BYTES),
                                    f"bundle {directory}: {MANIFEST_FILENAME}")
         names = BUNDLE_FILES + tuple(name for name in OPTIONAL_FILES if name in manifest["files"])
-        files = {name: _read_verified(version, directory, name, manifest["files"][name]) for name in names}
+        files = {name: _read_verified(version, directory, name, manifest["files"][name])
+                 for name in names if name not in skipped}
         n_items, d = manifest["n_items"], manifest["embedding_size"]
-        external = _external_tensors(files[MODEL_FILENAME], f"bundle {directory}: {MODEL_FILENAME}")
+        external = [] if MODEL_FILENAME in skipped else _external_tensors(files[MODEL_FILENAME],
+                                                                          f"bundle {directory}: {MODEL_FILENAME}")
         if external:
             raise BundleError(
                 f"bundle {directory}: {MODEL_FILENAME} keeps tensors {external[:5]} as ONNX external data "
@@ -200,7 +215,8 @@ class Bundle:
             )
         _npy_array(files[ITEM_EMBEDDINGS_FILENAME], f"bundle {directory}: {ITEM_EMBEDDINGS_FILENAME}",
                    np.float32, (n_items, d))
-        return cls(path=directory, manifest=manifest, vocab=vocab, item_counts=item_counts, files=files)
+        return cls(path=directory, manifest=manifest, vocab=vocab, item_counts=item_counts, files=files,
+                   skipped=skipped)
 
 
 def write_bundle(

@@ -385,6 +385,8 @@ def _cmd_serve(args: argparse.Namespace) -> None:
 
 
 def _cmd_index(args: argparse.Namespace) -> None:
+    import dataclasses
+
     import numpy as np
 
     from . import retrieval
@@ -394,8 +396,11 @@ def _cmd_index(args: argparse.Namespace) -> None:
     try:
         bundle = Bundle.load(args.bundle)
         parameters = retrieval.IndexParameters.default(
-            bundle.n_items, lists=args.lists, nprobe=args.nprobe, candidates=args.candidates
+            bundle.n_items, lists=args.lists, nprobe=args.nprobe, candidates=args.candidates,
+            subquantizers=args.subquantizers,
         )
+        if args.kind == "IVFFlat":
+            parameters = dataclasses.replace(parameters, kind="IVFFlat")
         bundle = retrieval.add_index(bundle, parameters, seed=args.seed)
         recommender = Recommender.load(bundle, device="cpu", retrieval="index")
     except ImportError as exc:
@@ -632,9 +637,13 @@ def _parser() -> argparse.ArgumentParser:
         "index", help="add an approximate item index to a bundle (retrieval mode) and print its recall"
     )
     index.add_argument("bundle")
-    index.add_argument("--lists", type=_positive_int, help="k-means cells (default ~ 4 sqrt(n_items))")
-    index.add_argument("--nprobe", type=_positive_int, help="cells scanned per session (default ~ lists / 64, >= 16)")
-    index.add_argument("--candidates", type=_positive_int, help="items re-scored exactly per session (default 100)")
+    index.add_argument("--kind", choices=("IVFPQFastScan", "IVFFlat"), default="IVFPQFastScan",
+                       help="4-bit codes scanned with SIMD (default) or fp32 rows")
+    index.add_argument("--lists", type=_positive_int, help="k-means cells (default ~ 2 sqrt(n_items))")
+    index.add_argument("--nprobe", type=_positive_int, help="cells scanned per session (default ~ lists / 4, >= 16)")
+    index.add_argument("--candidates", type=_positive_int, help="items re-scored exactly per session (default 200)")
+    index.add_argument("--subquantizers", type=_positive_int,
+                       help="IVFPQFastScan: 4-bit codes per item, dividing d (default d / 2)")
     index.add_argument("-k", type=_positive_int, default=20, help="recall@k to report (default 20)")
     index.add_argument("--sessions-file", help="sessions to measure recall on, one per line (default: synthetic)")
     index.add_argument("--recall-sessions", type=_positive_int, default=1000, help="synthetic sessions (default 1000)")

@@ -180,8 +180,8 @@ class Recommender:
             raise ValueError(f"device must be one of {_DEVICES}, got {device!r}")
         if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
             raise ValueError(f"threads must be None or an int >= 1, got {threads!r}")
-        if not isinstance(bundle, Bundle):
-            bundle = Bundle.load(bundle)
+        if not isinstance(bundle, Bundle):  # index mode serves encoder.onnx: model.onnx is not read
+            bundle = Bundle.load(bundle, skip=(MODEL_FILENAME,) if retrieval == "index" else ())
         options = onnxruntime.SessionOptions()
         if threads is not None:
             options.intra_op_num_threads = threads
@@ -191,6 +191,8 @@ class Recommender:
         want_cuda = device != "cpu" and has_provider and has_driver
         providers = [_CUDA, _CPU] if want_cuda else [_CPU]
         retriever = Retriever.load(bundle) if retrieval == "index" else None
+        if retriever is not None:  # faiss's threads search right after each run: idle ones must not spin
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         model = bundle.model_bytes if retriever is None else encoder_model(bundle)
         name = MODEL_FILENAME if retriever is None else ENCODER_FILENAME
         try:  # from the verified bytes, never from the path: the file may have been replaced since

@@ -13,7 +13,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from srgnn_rt import retrieval
-from srgnn_rt.bundle import INDEX_FILENAME, MANIFEST_FILENAME, Bundle, BundleError
+from srgnn_rt.bundle import (
+    INDEX_FILENAME,
+    ITEM_EMBEDDINGS_FILENAME,
+    MANIFEST_FILENAME,
+    MODEL_FILENAME,
+    Bundle,
+    BundleError,
+)
 from srgnn_rt.cli import main
 from srgnn_rt.runtime import Recommender
 
@@ -163,8 +170,9 @@ def test_cli_index_adds_an_index_and_prints_recall(synthetic_bundle, tmp_path, c
     path = _copy(synthetic_bundle, tmp_path)
     assert main(["index", str(path), "--lists", "5", "--nprobe", "2", "--recall-sessions", "200"]) == 0
     out = capsys.readouterr().out
-    assert "lists = 5, nprobe = 2, candidates = 100" in out and "<- stored" in out
-    stored = [line.split() for line in out.splitlines() if line.endswith("<- stored")][0]
+    assert "added IVFPQFastScan index" in out and "lists = 5, nprobe = 2, candidates = 200" in out
+    assert "<- stored" in out
+    stored = next(line.split() for line in out.splitlines() if line.endswith("<- stored"))
     assert stored[0] == "2" and 0.5 <= float(stored[2]) <= 1.0
     assert Recommender.load(path, device="cpu", retrieval="index").retriever.parameters.nprobe == 2
     session = json.dumps(Bundle.load(path).vocab.raw_ids[:3])
@@ -178,4 +186,50 @@ def test_cli_index_adds_an_index_and_prints_recall(synthetic_bundle, tmp_path, c
 def test_default_parameters_grow_with_the_catalog():
     small, large = retrieval.IndexParameters.default(200), retrieval.IndexParameters.default(1_000_000)
     assert (small.lists, small.nprobe) == (5, 5)
-    assert (large.lists, large.nprobe, large.candidates) == (2000, 32, 100)
+    assert (large.lists, large.nprobe, large.candidates) == (2000, 500, 200)
+    assert (large.kind, large.subquantizers) == ("IVFPQFastScan", None)  # d / 2 at build time
+
+
+def test_index_records_its_kind_and_codes(indexed_bundle):
+    bundle = Bundle.load(indexed_bundle)
+    section = bundle.manifest["retrieval"]
+    assert (section["kind"], section["subquantizers"], section["metric"]) == (
+        "IVFPQFastScan", bundle.embedding_size // 2, "inner_product")
+
+
+def test_ivfflat_index_still_serves_and_full_search_is_exact(synthetic_bundle, recommenders, tmp_path):
+    path = _copy(synthetic_bundle, tmp_path)
+    n_items = Bundle.load(path).n_items
+    retrieval.add_index(path, retrieval.IndexParameters(lists=4, nprobe=4, candidates=n_items, kind="IVFFlat"))
+    flat = Recommender.load(path, device="cpu", retrieval="index")
+    exact, _ = recommenders
+    sessions = [list(exact.bundle.vocab.raw_ids[i:i + 3]) for i in range(0, 60, 3)]
+    for got, want in zip(flat.recommend(sessions, 10, exclude_seen=True),
+                         exact.recommend(sessions, 10, exclude_seen=True)):
+        assert got.items == want.items
+
+
+def test_index_kind_that_does_not_match_the_file_is_rejected(indexed_bundle, tmp_path):
+    path = _copy(indexed_bundle, tmp_path)
+    _rewrite_manifest(path, lambda m: m["retrieval"].update(kind="IVFFlat", subquantizers=None))
+    with pytest.raises(BundleError, match="does not match the item table"):
+        Recommender.load(path, device="cpu", retrieval="index")
+    _rewrite_manifest(path, lambda m: m["retrieval"].update(kind="HNSW"))
+    with pytest.raises(BundleError, match="'retrieval' section is invalid"):
+        Recommender.load(path, device="cpu", retrieval="index")
+
+
+def test_index_mode_does_not_read_the_exact_model(indexed_bundle, tmp_path):
+    path = _copy(indexed_bundle, tmp_path)
+    (path / MODEL_FILENAME).write_bytes(b"not read")  # would fail its checksum if it were read
+    recommender = Recommender.load(path, device="cpu", retrieval="index")
+    assert len(recommender.recommend_one([recommender.bundle.vocab.raw_ids[0]], 5).items) == 5
+    with pytest.raises(BundleError, match=f"loaded without {MODEL_FILENAME}"):
+        _ = recommender.bundle.model_bytes
+    with pytest.raises(BundleError, match="corrupted|size|sha256"):
+        Bundle.load(path)
+    (path / ITEM_EMBEDDINGS_FILENAME).write_bytes(b"x")  # files that are used are still verified
+    with pytest.raises(BundleError):
+        Recommender.load(path, device="cpu", retrieval="index")
+    with pytest.raises(ValueError, match="skip may only name"):
+        Bundle.load(path, skip=(ITEM_EMBEDDINGS_FILENAME,))
