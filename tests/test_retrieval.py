@@ -26,8 +26,9 @@ from srgnn_rt.runtime import Recommender
 
 pytest.importorskip("faiss")
 
-RECALL_FLOOR = 0.9
-"""recall@20 of a quarter of the cells (lists 8, nprobe 2) on the one-epoch synthetic model (measured 0.947)."""
+RECALL_FLOOR = 0.8
+"""recall@20 of a quarter of the cells (lists 8, nprobe 2) on the one-epoch synthetic model (measured 0.846
+with the validation-selected checkpoint; seeded training and k-means, so deterministic here)."""
 
 
 @pytest.fixture(scope="module")
