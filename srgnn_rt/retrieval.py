@@ -23,8 +23,8 @@ and ``candidates >= n_items`` this is exact scoring.
 Storage: ``item_index.faiss`` in the bundle (``srgnn-rt index BUNDLE``), listed with
 its sha256 in the manifest like every file; the manifest's ``retrieval`` section
 records the kind, the parameters and the sha256 of ``item_embeddings.npy`` the index
-was built from. Loading reads the file with faiss's own reader (no pickle, no code),
-hashing the very bytes it parses, and rejects (``BundleError``) an index that is not
+was built from. Loading parses, with faiss's own reader (no pickle, no code), the very
+bytes ``Bundle.load`` verified against the manifest, and rejects (``BundleError``) an index that is not
 an inner-product index of the recorded kind over the bundle's item table (count,
 size, metric, lists, subquantizers, table checksum). faiss is the optional extra ``srgnn-rt[faiss]``, imported
 only here and only when an index is built or loaded.

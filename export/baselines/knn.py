@@ -67,7 +67,9 @@ _POSITION_WEIGHTS = {  # weighting(p, L) of V-SKNN's prefix items
     "quadratic": lambda p, n: (p / n) ** 2,
     "log": lambda p, n: 1.0 / np.log10(n - p + 1.7),
 }
-_STEP_WEIGHTS = {  # weighting_score(step) of V-SKNN's neighbours, step = 1 for the last click
+STEP_WEIGHTS = {
+    # session-rec's weighting of an item ``s`` steps back (s = 1: adjacent / the last click);
+    # V-SKNN's weighting_score of neighbours and the sequential rules' distance weights
     "same": lambda s: np.ones_like(s, dtype=np.float64),
     "div": lambda s: 1.0 / s,
     "linear": lambda s: np.maximum(0.0, 1.0 - 0.1 * s),
@@ -294,7 +296,7 @@ class VSKNN(_KNN):
     def __init__(self, k: int = 100, sample_size: int = 1000, weighting: str = "div",
                  weighting_score: str = "div", idf_weighting: float = 0.0):
         super().__init__(k, sample_size)
-        if weighting not in _POSITION_WEIGHTS or weighting_score not in _STEP_WEIGHTS:
+        if weighting not in _POSITION_WEIGHTS or weighting_score not in STEP_WEIGHTS:
             raise ValueError(
                 f"VSKNN: weighting and weighting_score must be in {sorted(_POSITION_WEIGHTS)}, "
                 f"got {weighting!r}, {weighting_score!r}"
@@ -310,7 +312,7 @@ class VSKNN(_KNN):
 
     def _item_scores(self, q, n_rows, rows, sessions, sim):
         step = q.length[rows] - self._last_query_position(q, rows, sessions) + 1
-        scores = self._neighbour_sum(n_rows, rows, sessions, sim * _STEP_WEIGHTS[self.weighting_score](step))
+        scores = self._neighbour_sum(n_rows, rows, sessions, sim * STEP_WEIGHTS[self.weighting_score](step))
         if self.idf_weighting:
             scores = sp.csr_matrix(scores @ sp.diags(1.0 + self.idf_weighting * self.index.idf))
         return scores

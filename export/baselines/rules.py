@@ -14,18 +14,10 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from .knn import SessionIndex
+from .knn import STEP_WEIGHTS, SessionIndex
 from .ranking import ranks_and_top_k
 
 __all__ = ["MostPopular", "SequentialRules"]
-
-_DISTANCE_WEIGHTS = {
-    "same": lambda d: np.ones_like(d, dtype=np.float64),
-    "div": lambda d: 1.0 / d,
-    "linear": lambda d: np.maximum(0.0, 1.0 - 0.1 * d),
-    "quadratic": lambda d: 1.0 / (d * d),
-    "log": lambda d: 1.0 / np.log10(d + 1.7),
-}
 
 
 class SequentialRules:
@@ -38,8 +30,8 @@ class SequentialRules:
             raise ValueError(f"SequentialRules: steps must be an int >= 1, got {steps!r}")
         if isinstance(pruning, bool) or not isinstance(pruning, (int, np.integer)) or pruning < 0:
             raise ValueError(f"SequentialRules: pruning must be an int >= 0 (0 keeps all), got {pruning!r}")
-        if weighting not in _DISTANCE_WEIGHTS:
-            raise ValueError(f"SequentialRules: weighting must be in {sorted(_DISTANCE_WEIGHTS)}, got {weighting!r}")
+        if weighting not in STEP_WEIGHTS:
+            raise ValueError(f"SequentialRules: weighting must be in {sorted(STEP_WEIGHTS)}, got {weighting!r}")
         self.steps, self.weighting, self.pruning = int(steps), weighting, int(pruning)
         self.rules: sp.csr_matrix | None = None
 
@@ -51,7 +43,7 @@ class SequentialRules:
             same = owner[:-distance] == owner[distance:]
             sources.append(items[:-distance][same])
             targets.append(items[distance:][same])
-            weights.append(np.full(int(same.sum()), float(_DISTANCE_WEIGHTS[self.weighting](np.array(distance)))))
+            weights.append(np.full(int(same.sum()), float(STEP_WEIGHTS[self.weighting](np.array(distance)))))
         width = n_items + 1
         rules = sp.csr_matrix(
             (np.concatenate(weights), (np.concatenate(sources), np.concatenate(targets))), shape=(width, width)
