@@ -42,7 +42,7 @@ REFERENCE = "reference"
 FLOOR = "floor"
 _PATH_ORDER = ("reference", "torch+builder", "runtime-cpu", "runtime-cuda", "floor+topk", "floor")
 _LINE_STYLES = ("-", "--", ":", "-.")
-_ENGINES = ("triton", "ray-serve")  # service modes through an inference server (benchmarks/test_engines.py)
+_ENGINES = ("triton", "ray-serve", "ray-serve-proxy")  # service modes through an inference server (benchmarks/test_engines.py)
 
 Benchmark = dict  # one entry of pytest-benchmark's "benchmarks" list
 

@@ -361,7 +361,8 @@ def _cmd_serve(args: argparse.Namespace) -> None:
     else:
         scaling = dict(replicas=args.replicas)
     application = ray_serve.app(args.bundle, device=args.device, threads=args.threads, num_cpus=args.replica_cpus,
-                                max_batch_cost=args.max_batch_cost, batch_wait_ms=args.batch_wait_ms, **scaling)
+                                max_batch_cost=args.max_batch_cost, batch_wait_ms=args.batch_wait_ms,
+                                access_log=args.access_log, **scaling)
     from ray import serve
 
     start_ray(args.address)
@@ -372,6 +373,9 @@ def _cmd_serve(args: argparse.Namespace) -> None:
         deployed = True
         print(f"serving {args.bundle} at {url} (POST {{\"session\": [...], \"k\": 20}}; GET {url}health); "
               "Ctrl-C stops", flush=True)
+        direct = ray_serve.replica_urls(args.name)
+        if direct:
+            print(f"each replica also answers on its own port, without the proxy hop: {' '.join(direct)}", flush=True)
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
@@ -603,7 +607,8 @@ def _parser() -> argparse.ArgumentParser:
     triton.add_argument("--max-batch", type=_positive_int, default=64, help="requests per batch (default 64)")
     triton.add_argument("--max-queue-delay-us", type=int, default=1000,
                         help="dynamic batcher's wait to fill a batch (default 1000)")
-    triton.add_argument("--instances", type=_positive_int, default=1, help="model instances (default 1)")
+    triton.add_argument("--instances", type=_positive_int,
+                        help="model instances (default 2 on cpu, each with its share of the cores; 1 per GPU)")
     triton.add_argument("--kind", choices=("cpu", "gpu"), default="cpu", help="instance kind (default cpu)")
     triton.add_argument("--threads", type=_positive_int, help="onnxruntime threads per instance")
     triton.add_argument("--python-path", action="append", default=[], metavar="DIR",
@@ -631,6 +636,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-batch-cost", type=_positive_int, default=1024,
                        help="a batch closes at this total cost (clicks, or the runtime's request cost)")
     serve.add_argument("--batch-wait-ms", type=float, default=2.0, help="longest wait to fill a batch (default 2)")
+    serve.add_argument("--access-log", action="store_true", help="Serve's log line per request (off by default)")
     serve.set_defaults(run=_cmd_serve)
 
     index = commands.add_parser(

@@ -75,24 +75,43 @@ def _assert_same(answer: dict, expected) -> None:
     assert (answer["n_unknown"], answer["fallback"]) == (expected.n_unknown, expected.fallback)
 
 
-def test_concurrent_sessions_equal_recommend_and_batch(serve_url, recommender):
-    from ray import serve
+def _batched(url: str) -> tuple[int, int]:
+    """(batches, requests in them) the replica behind ``url`` has run."""
+    health = _get(url + "/health")
+    return health["batches"], health["batched_requests"]
 
+
+def _concurrent_bodies(recommender: Recommender, n: int, seed: int) -> tuple[list[dict], list]:
+    """``n`` request bodies of varied sessions and options (some with an unknown id), and their answers."""
     raw = recommender.bundle.vocab.raw_ids
-    rng = np.random.default_rng(1)
+    rng = np.random.default_rng(seed)
     bodies, expected = [], []
-    for n in range(64):
-        session = [raw[i] for i in rng.integers(0, len(raw), size=1 + n % 11)] + ([-7] if n % 9 == 4 else [])
-        body = {"session": session, "k": (3, 20)[n % 2], "exclude_seen": n % 4 == 0}
+    for i in range(n):
+        session = [raw[j] for j in rng.integers(0, len(raw), size=1 + i % 11)] + ([-7] if i % 9 == 4 else [])
+        body = {"session": session, "k": (3, 20)[i % 2], "exclude_seen": i % 4 == 0}
         bodies.append(body)
         expected.append(recommender.recommend([session], body["k"], exclude_seen=body["exclude_seen"])[0])
-    before = len(serve.get_app_handle("srgnn").batch_sizes.remote().result())
-    for (status, answer), want in zip(_post_all(serve_url, bodies), expected):
+    return bodies, expected
+
+
+@pytest.mark.parametrize("way_in", ["proxy", "replica"])
+def test_concurrent_sessions_equal_recommend_and_batch(serve_url, recommender, way_in):
+    """Through Serve's proxy and through the replica's own port (direct ingress, which a local start
+    turns on): every answer equals ``recommend``, and requests were batched."""
+    if way_in == "replica":
+        urls = ray_serve.replica_urls("srgnn")
+        assert len(urls) == 1 and urls[0].startswith("http://127.0.0.1:") and urls[0].endswith("/srgnn"), urls
+        url = urls[0]
+    else:
+        url = serve_url
+    bodies, expected = _concurrent_bodies(recommender, 64, seed=1 if way_in == "proxy" else 2)
+    batches_before, requests_before = _batched(url)
+    for (status, answer), want in zip(_post_all(url, bodies), expected):
         assert status == 200, answer
         _assert_same(answer, want)
-    batches = serve.get_app_handle("srgnn").batch_sizes.remote().result()[before:]
-    assert sum(batches) == len(bodies)
-    assert max(batches) > 1, batches
+    batches, requests = (after - before for after, before in zip(_batched(url), (batches_before, requests_before)))
+    assert requests == len(bodies)
+    assert batches < requests, (batches, requests)
 
 
 def test_bad_requests_get_400_alone(serve_url, recommender):

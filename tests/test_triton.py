@@ -62,7 +62,7 @@ def triton_server(synthetic_bundle, string_bundle, tmp_path_factory):
     python_path = server_python_path()
     write_repository(synthetic_bundle, repo, name="srgnn", max_batch=32, max_queue_delay_us=MAX_QUEUE_DELAY_US,
                      threads=1, python_path=python_path)
-    write_repository(string_bundle, repo, name="srgnn_str", threads=1, python_path=python_path)
+    write_repository(string_bundle, repo, name="srgnn_str", python_path=python_path)  # defaults: 2 instances
     server = LocalTritonServer(repo)
     with server:
         yield server
@@ -132,6 +132,8 @@ def test_repository_layout(synthetic_bundle, tmp_path):
     assert (model_dir / "1" / "sys_path.pth").read_text() == f"{tmp_path}\n"
     with pytest.raises(FileExistsError):
         write_repository(synthetic_bundle, tmp_path / "repo", name="recs")
+    default = (write_repository(synthetic_bundle, tmp_path / "repo", name="plain") / "config.pbtxt").read_text()
+    assert "count: 2 kind: KIND_CPU" in default and "threads" not in default  # each instance takes its share
 
 
 @pytest.mark.parametrize("option, value, message", [

@@ -6,12 +6,19 @@ on a local Ray (or a running cluster with ``--address``); ``build(args)`` is the
 the bundle once with ``srgnn_rt.Recommender.load`` and answers a batch with
 ``srgnn_rt.engines.answers.answer`` in a worker thread, off the event loop.
 
+Two ways in: Serve's HTTP proxy (``run`` returns its URL; it routes to every
+replica), and, when Serve runs in its throughput-optimised mode (a local start
+turns it on, see ``srgnn_rt.local_ray``), each replica's own HTTP port
+(``replica_urls``), which skips the proxy's Ray actor call: put a load balancer
+(Ray's HAProxy mode, ``RAY_SERVE_ENABLE_HA_PROXY=1``, or your own) in front of them.
+
 HTTP API (route prefix ``/`` by default):
 ``POST /`` with ``{"session": [raw ids], "k": 20, "exclude_seen": false}`` → 200
 ``{"items": [...], "scores": [...], "n_unknown": int, "fallback": bool}``, or 400
 ``{"error": "..."}`` for a malformed request (that request alone); ``GET /health``
 → 200 ``{"status": "ok", "provider": ..., "n_items": ..., "in_flight": requests
-accepted and not answered yet}``.
+accepted and not answered yet, "batches": batches this replica ran,
+"batched_requests": requests in them}``.
 
 Batches are sized by cost, not count, so one long session cannot stall a batch:
 a request costs ``recommender.request_cost(session)`` where the runtime has it,
@@ -26,7 +33,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from collections import deque
 from typing import Any
 
 try:
@@ -60,13 +66,15 @@ class RecommenderDeployment:
         self._max_cost = positive_int(max_batch_cost, "max_batch_cost")
         self._batched.set_max_batch_size(self._max_cost)
         self._batched.set_batch_wait_timeout_s(float(batch_wait_ms) / 1000.0)
-        self.batches: deque[int] = deque(maxlen=10_000)  # requests in each batch run, newest last
         self._in_flight = 0  # requests accepted and not answered yet
+        self._batches = 0  # batches run
+        self._batched_requests = 0  # requests in them
 
     async def __call__(self, http: HTTPRequest) -> JSONResponse:
         if http.method == "GET" and http.url.path.rstrip("/").endswith("/health"):
             return JSONResponse({"status": "ok", "provider": self.recommender.provider,
-                                 "n_items": self.recommender.n_items, "in_flight": self._in_flight})
+                                 "n_items": self.recommender.n_items, "in_flight": self._in_flight,
+                                 "batches": self._batches, "batched_requests": self._batched_requests})
         if http.method != "POST":
             return JSONResponse({"error": f"{http.method} is not supported: POST a session"}, status_code=405)
         try:
@@ -86,12 +94,9 @@ class RecommenderDeployment:
     @serve.batch(max_batch_size=DEFAULT_MAX_BATCH_COST, batch_wait_timeout_s=DEFAULT_BATCH_WAIT_MS / 1000.0,
                  batch_size_fn=_batch_cost)
     async def _batched(self, items: list[tuple[Request, int]]) -> list:
-        self.batches.append(len(items))
+        self._batches += 1
+        self._batched_requests += len(items)
         return await asyncio.to_thread(answer, self.recommender, [request for request, _ in items])
-
-    def batch_sizes(self) -> list[int]:
-        """Requests in each batch this replica ran (the last 10,000), oldest first."""
-        return list(self.batches)
 
 
 def _parse(body: bytes) -> Request:
@@ -127,17 +132,20 @@ def app(
     max_batch_cost: int = DEFAULT_MAX_BATCH_COST,
     batch_wait_ms: float = DEFAULT_BATCH_WAIT_MS,
     num_cpus: float = 1.0,
+    access_log: bool = False,
 ) -> serve.Application:
     """The Serve application of ``bundle`` (a path every Ray node can read; made absolute).
 
     ``replicas``: a fixed number of replicas (default 1), or ``autoscaling``: Ray Serve's
     ``autoscaling_config`` (e.g. ``{"min_replicas": 1, "max_replicas": 4,
     "target_ongoing_requests": 32}``); ``num_cpus``: CPUs Ray reserves per replica;
-    ``device``/``threads``: as ``Recommender.load``.
+    ``device``/``threads``: as ``Recommender.load``; ``access_log``: Serve's log line per
+    request (off by default: about 6 % of a replica's CPU here).
     """
     if replicas is not None and autoscaling is not None:
         raise ValueError("give either replicas or autoscaling, not both")
-    options: dict[str, Any] = {"ray_actor_options": {"num_cpus": num_cpus}}
+    options: dict[str, Any] = {"ray_actor_options": {"num_cpus": num_cpus},
+                               "logging_config": {"enable_access_log": bool(access_log)}}
     if autoscaling is None:
         options["num_replicas"] = 1 if replicas is None else positive_int(replicas, "replicas")
     else:
@@ -159,6 +167,18 @@ def run(application: serve.Application, *, name: str = "srgnn", host: str = "127
     http = _get_global_client().http_config  # a running Serve keeps its own host and port
     serve.run(application, name=name, route_prefix=route_prefix)
     return f"http://{http.host}:{http.port}{route_prefix}"
+
+
+def replica_urls(name: str = "srgnn") -> list[str]:
+    """The URLs of the application ``name`` on each of its running ingress replicas' own HTTP
+    ports (Serve's direct ingress); empty when Serve does not run in that mode."""
+    from ray.serve.context import _get_global_client
+
+    details = _get_global_client().get_serve_details()  # the controller's view, as Serve's REST API gives it
+    return [f"http://{target['ip']}:{target['port']}{group['route_prefix']}"
+            for group in details.get("target_groups") or ()
+            if group.get("app_name") == name and group.get("protocol") == "HTTP"
+            for target in group.get("targets") or ()]
 
 
 def build(args: dict[str, Any]) -> serve.Application:

@@ -1,7 +1,8 @@
 """Triton Python-backend model of an srgnn_rt bundle (copied as ``<name>/1/model.py`` by ``srgnn-rt triton``).
 
 A thin adapter: ``initialize`` loads the bundle beside this file once per model
-instance with ``srgnn_rt.Recommender.load`` (checksums verified); ``execute``
+instance with ``srgnn_rt.Recommender.load`` (checksums verified; on CPU with the
+server's cores divided among the instances unless the config sets ``threads``); ``execute``
 answers all requests of a Triton batch through ``srgnn_rt.engines.answers`` (one
 ``Recommender.recommend`` call per distinct ``(k, exclude_seen)``), one response
 per request. A request the runtime refuses gets a Triton error of its own; the
@@ -48,7 +49,13 @@ class TritonPythonModel:
             # Each instance is its own process: it sees only the GPU Triton placed it on.
             os.environ["CUDA_VISIBLE_DEVICES"] = args["model_instance_device_id"]
             device = "cuda"
-        threads = int(parameters["threads"]) if parameters.get("threads") else None
+        if parameters.get("threads"):
+            threads = int(parameters["threads"])
+        elif device == "cpu":  # the instances share the server's cores, one process each
+            instances = sum(group.get("count", 1) for group in config.get("instance_group", ()))
+            threads = max(1, (os.cpu_count() or 1) // max(instances, 1))
+        else:
+            threads = None
         self.recommender = Recommender.load(_HERE / "bundle", device=device, threads=threads)
         self.string_ids = self.recommender.raw_id_type is str
 
