@@ -21,8 +21,8 @@ through Serve's HTTP proxy. Each server is started once per run on 127.0.0.1;
 from __future__ import annotations
 
 import asyncio
-import itertools
 import importlib.util
+import itertools
 import json
 import platform
 import time
