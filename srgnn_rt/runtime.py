@@ -169,6 +169,8 @@ class Recommender:
         ``srgnn_rt.retrieval``): the encoder gives s_h, the index proposes candidates,
         exact scores rank them; model.onnx and its item tables are not loaded. It raises
         BundleError when the bundle has no (matching) index and ImportError without faiss.
+        A retrieval-only bundle (exported without model.onnx) serves in this mode only:
+        ``"exact"`` raises BundleError saying so.
         """
         if max_clicks is not None:
             positive_int(max_clicks, "max_clicks")
