@@ -63,6 +63,7 @@ __all__ = [
     "Bundle",
     "BundleError",
     "GraphBuilderOptions",
+    "require_exact_model",
     "write_bundle",
 ]
 
@@ -153,11 +154,7 @@ class Bundle:
         """The serialized ONNX model, exactly the bytes whose sha256 the manifest holds;
         BundleError when the bundle is retrieval-only or was loaded with ``skip=(MODEL_FILENAME,)``."""
         if self.retrieval_only:
-            raise BundleError(
-                f"bundle {self.path} is retrieval-only (exported without {MODEL_FILENAME}: its exact model would "
-                f"not fit in one ONNX file); serve it with Recommender.load(path, retrieval='index') "
-                f"(CLI: --retrieval index) after adding an index with `srgnn-rt index {self.path}`"
-            )
+            raise _retrieval_only(self.path)
         if MODEL_FILENAME in self.skipped:
             raise BundleError(f"bundle {self.path} was loaded without {MODEL_FILENAME} (skip); load it again "
                               f"without skip to serve the exact model")
@@ -241,6 +238,31 @@ class Bundle:
                    np.float32, (n_items, d))
         return cls(path=directory, manifest=manifest, vocab=vocab, item_counts=item_counts, files=files,
                    skipped=skipped)
+
+
+def require_exact_model(path: str | os.PathLike) -> None:
+    """Raise BundleError when the bundle at ``path`` is retrieval-only (has no model.onnx), as
+    ``Bundle.model_bytes`` would, after reading and checking manifest.json alone (not a
+    multi-GB item table); FileNotFoundError when ``path`` is not a directory."""
+    directory = Path(path)
+    try:
+        manifest = read_consistently(directory, lambda version: _parse_manifest(
+            _read_file(version, directory, MANIFEST_FILENAME, MAX_MANIFEST_BYTES),
+            f"bundle {directory}: {MANIFEST_FILENAME}"))
+    except (FileNotFoundError, NotADirectoryError):
+        if not directory.is_dir():
+            raise FileNotFoundError(f"bundle directory {directory} does not exist") from None
+        raise
+    if manifest.get("retrieval_only"):
+        raise _retrieval_only(directory)
+
+
+def _retrieval_only(directory: Path) -> BundleError:
+    return BundleError(
+        f"bundle {directory} is retrieval-only (exported without {MODEL_FILENAME}: its exact model would not fit "
+        f"in one ONNX file); serve it with Recommender.load(path, retrieval='index') (CLI: --retrieval index) "
+        f"after adding an index with `srgnn-rt index {directory}`"
+    )
 
 
 def write_bundle(

@@ -37,7 +37,7 @@ from typing import Any, Literal
 import numpy as np
 import onnxruntime
 
-from .bundle import ENCODER_FILENAME, MODEL_FILENAME, Bundle, BundleError
+from .bundle import ENCODER_FILENAME, MODEL_FILENAME, Bundle, BundleError, require_exact_model
 from .graph import build_graphs
 from .retrieval import Retriever, encoder_model
 from .validation import positive_int
@@ -183,6 +183,8 @@ class Recommender:
         if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
             raise ValueError(f"threads must be None or an int >= 1, got {threads!r}")
         if not isinstance(bundle, Bundle):  # index mode serves encoder.onnx: model.onnx is not read
+            if retrieval == "exact":  # a retrieval-only bundle fails here, before its item table is read
+                require_exact_model(bundle)
             bundle = Bundle.load(bundle, skip=(MODEL_FILENAME,) if retrieval == "index" else ())
         options = onnxruntime.SessionOptions()
         if threads is not None:

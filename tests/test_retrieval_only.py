@@ -79,8 +79,9 @@ def test_serves_in_index_mode_as_exact_mode_of_the_full_bundle(indexed_retrieval
 
 def test_exact_mode_refuses_it_clearly(retrieval_only_bundle, indexed_retrieval_only, capsys):
     for path in (retrieval_only_bundle, indexed_retrieval_only):
-        with pytest.raises(BundleError, match=r"retrieval-only.*retrieval='index'.*srgnn-rt index"):
-            Recommender.load(path, device="cpu")
+        for source in (path, Bundle.load(path)):  # from the manifest alone, or from the loaded bundle
+            with pytest.raises(BundleError, match=r"retrieval-only.*retrieval='index'.*srgnn-rt index"):
+                Recommender.load(source, device="cpu")
     with pytest.raises(BundleError, match="srgnn-rt index"):  # no index yet
         Recommender.load(retrieval_only_bundle, device="cpu", retrieval="index")
     assert main(["recommend", str(retrieval_only_bundle)]) != 0
