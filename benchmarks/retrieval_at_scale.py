@@ -30,7 +30,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bundles import BUNDLE_CACHE, synthetic_bundle, trained_bundle, requests  # noqa: E402
+from bundles import BUNDLE_CACHE, DEFAULT_HIDDEN_SIZE, requests, synthetic_bundle, trained_bundle  # noqa: E402
 
 
 def _median_ms(recommender, batches: list, repeats: int) -> float:
@@ -78,10 +78,11 @@ def _serve(path: str, mode: str, threads: int, repeats: int, nprobes: list[int])
     return report
 
 
-def _build(step: str, items: int) -> None:
-    """In a child process: export the synthetic bundle, or add its default index."""
-    path = synthetic_bundle(items)
-    if step == "index":
+def _build(step: str, path: str, items: int) -> None:
+    """In a child process: export the synthetic bundle of ``items`` items, or add the default index to ``path``."""
+    if step == "export":
+        synthetic_bundle(items)
+    else:
         from srgnn_rt import retrieval
 
         retrieval.add_index(path)
@@ -91,10 +92,7 @@ def _built(items: int, trained: bool) -> Path:
     """The cached bundle with its index, each built first (timed, in a child process) when missing."""
     from srgnn_rt.bundle import INDEX_FILENAME, MANIFEST_FILENAME
 
-    if trained:
-        path = trained_bundle()
-    else:
-        path = BUNDLE_CACHE / f"synthetic-items{items}-d100-seed0"
+    path = trained_bundle() if trained else BUNDLE_CACHE / f"synthetic-items{items}-d{DEFAULT_HIDDEN_SIZE}-seed0"
     record = path.with_name(path.name + ".build.json")
     costs = json.loads(record.read_text()) if record.is_file() else {}
     for step, done in (("export", lambda: (path / MANIFEST_FILENAME).is_file()),
@@ -102,7 +100,7 @@ def _built(items: int, trained: bool) -> Path:
         if trained and step == "export" or done():
             continue
         began = time.perf_counter()
-        child = subprocess.Popen([sys.executable, __file__, "--build", step, "--items", str(items)])
+        child = subprocess.Popen([sys.executable, __file__, "--build", step, str(path), "--items", str(items)])
         _, status, usage = os.wait4(child.pid, 0)
         if status:
             raise SystemExit(f"building the {step} of {path} failed (status {status})")
@@ -121,10 +119,10 @@ def main() -> None:
     parser.add_argument("--nprobe", type=int, nargs="*", default=[],
                         help="also serve and measure recall at these nprobe")
     parser.add_argument("--serve", help=argparse.SUPPRESS)  # the bundle path, in the child process
-    parser.add_argument("--build", choices=("export", "index"), help=argparse.SUPPRESS)  # in a child process
+    parser.add_argument("--build", nargs=2, help=argparse.SUPPRESS)  # step and bundle path, in a child process
     args = parser.parse_args()
     if args.build:
-        _build(args.build, args.items)
+        _build(*args.build, args.items)
         return
     if args.serve:
         print(json.dumps(_serve(args.serve, args.mode, args.threads, args.repeats, args.nprobe)))

@@ -37,7 +37,13 @@ from typing import Any, Literal
 import numpy as np
 import onnxruntime
 
-from .bundle import ENCODER_FILENAME, MODEL_FILENAME, Bundle, BundleError, require_exact_model
+from .bundle import (
+    ENCODER_FILENAME,
+    MODEL_FILENAME,
+    Bundle,
+    BundleError,
+    require_exact_model,
+)
 from .graph import build_graphs
 from .retrieval import Retriever, encoder_model
 from .validation import positive_int
