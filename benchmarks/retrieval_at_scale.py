@@ -30,7 +30,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bundles import BUNDLE_CACHE, DEFAULT_HIDDEN_SIZE, requests, synthetic_bundle, trained_bundle  # noqa: E402
+from bundles import (  # noqa: E402
+    BUNDLE_CACHE,
+    DEFAULT_HIDDEN_SIZE,
+    requests,
+    synthetic_bundle,
+    trained_bundle,
+)
 
 
 def _median_ms(recommender, batches: list, repeats: int) -> float:
