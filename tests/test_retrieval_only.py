@@ -142,3 +142,19 @@ def test_export_turns_retrieval_only_when_the_exact_model_is_too_large(synthetic
     assert "writing a retrieval-only bundle" in caplog.text and "srgnn-rt index" in caplog.text
     with pytest.raises(BundleError, match="retrieval-only"):
         _ = bundle.model_bytes
+
+
+def test_table_check_catches_a_table_that_is_not_the_model_s(synthetic_run):
+    from srgnn_rt.bundle import GraphBuilderOptions
+    from srgnn_rt_torch import onnx_export
+    from srgnn_rt_torch.run import load_run
+
+    model = load_run(synthetic_run)
+    n_items = model.config.n_items
+    batches = onnx_export._random_batches(n_items, GraphBuilderOptions(max_length=20), seed=0)
+    encoder = onnx_export.export_encoder_onnx(model)
+    table = model.embedding.weight.detach().numpy()
+    report = onnx_export.verify_table_scores(model, encoder, table[1:], batches)
+    assert report["max_abs_score_diff"] <= report["tolerance"]
+    with pytest.raises(onnx_export.ExportVerificationError, match="s_h times the item table and torch disagree"):
+        onnx_export.verify_table_scores(model, encoder, table[:-1], batches)  # off by one row: the padding row first
