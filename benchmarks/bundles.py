@@ -35,7 +35,9 @@ def synthetic_bundle(
 
     Raw item ids are distinct ints from 100,000 up, shuffled against internal ids;
     item counts come from synthetic sessions; weights are torch's default init
-    under ``torch.manual_seed(seed)``.
+    under ``torch.manual_seed(seed)``. A catalog whose exact model would pass ONNX's
+    2 GB (about 2.4 M items at d = 100) gets a retrieval-only bundle (no model.onnx;
+    see ``export_bundle``), which serves in index mode only.
     """
     path = Path(cache) / f"synthetic-items{n_items}-d{hidden_size}-seed{seed}"
     if (path / "manifest.json").is_file():

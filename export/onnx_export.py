@@ -20,6 +20,14 @@ server keeps the table once (memory-mapped) besides the index's own copy.
 The scoring product uses the transposed item table ``E[1:]^T`` as an initializer
 of its own (``item_table_t``), so it can be quantised later.
 
+A catalog of millions of items makes the exact model too large for one ONNX file
+(protobuf's 2 GB limit; it holds the item table twice, and bundles refuse ONNX
+external data): ``export_bundle(..., exact=False)`` (``srgnn-rt export
+--retrieval-only``, and automatically above ``MAX_EXACT_MODEL_BYTES``) writes a
+retrieval-only bundle, without model.onnx (see ``srgnn_rt.bundle``). Its encoder is
+verified as always, and the scores a retrieval-mode server computes (the encoder's
+s_h times the bundle's item table) are checked against torch's on small batches.
+
 Before anything is written the model is verified: onnxruntime (CPU) against torch
 on random sessions and, when given, real ones, at several shapes unlike the export
 example (B=1, N=1, T=1 included) and several k. The check is that every ONNX score
@@ -57,6 +65,7 @@ from .run import load_run, load_run_config
 
 __all__ = [
     "EXPORTER",
+    "MAX_EXACT_MODEL_BYTES",
     "OPSET",
     "SCORE_TOLERANCE",
     "ExportVerificationError",
@@ -66,6 +75,7 @@ __all__ = [
     "export_run",
     "verify_encoder",
     "verify_onnx",
+    "verify_table_scores",
 ]
 
 OPSET = 18
@@ -77,6 +87,12 @@ ENCODER_INPUT_NAMES = ("node_embeddings", "adjacency", "alias", "mask")
 ENCODER_OUTPUT_NAMES = ("session_embedding",)
 METADATA_N_ITEMS = "srgnn_rt.n_items"
 METADATA_EMBEDDING_SIZE = "srgnn_rt.embedding_size"
+MAX_EXACT_MODEL_BYTES = 1_900_000_000
+"""Largest estimated exact model exported (protobuf's 2 GiB limit less room for the graph); above it
+``export_bundle`` writes a retrieval-only bundle."""
+_TABLE_CHECK_BATCH = 16  # largest batch whose full scores verify_table_scores compares (B x n_items floats)
+
+_log = logging.getLogger(__name__)
 
 # Example sizes for tracing: distinct and all > 1, or the exporter fixes a dimension.
 _EXAMPLE_B, _EXAMPLE_N, _EXAMPLE_T = 3, 5, 7
@@ -132,10 +148,12 @@ class _EncoderGraph(nn.Module):
 
 
 def _cpu_copy(model: SRGNN) -> SRGNN:
-    """An eval-mode copy of ``model`` on the CPU (the caller's model is left as it is)."""
+    """An eval-mode copy of ``model`` on the CPU (the caller's model is left as it is); a CPU
+    item table is shared, not copied (nothing here writes to it; 4 GB at 10 M items, d = 100)."""
     if not isinstance(model, SRGNN):
         raise TypeError(f"expected an SRGNN model, got {type(model).__name__}")
-    return copy.deepcopy(model).to("cpu").eval()
+    table = model.embedding.weight
+    return copy.deepcopy(model, memo={id(table): table} if table.device.type == "cpu" else {}).to("cpu").eval()
 
 
 @contextlib.contextmanager
@@ -319,6 +337,54 @@ def _real_batches(sessions: CSRSessions, n_items: int, builder: GraphBuilderOpti
     return batches
 
 
+def _top_k_diff(scores: np.ndarray, ids: np.ndarray, expected: np.ndarray, where: str) -> float:
+    """The largest difference between ``scores: float32[B, k]`` of items ``ids: int64[B, k]``
+    (1..n) and torch's ``expected: float32[B, n]``, by item and by rank; ExportVerificationError
+    (``where`` says what disagrees) above ``SCORE_TOLERANCE``."""
+    same_item = np.abs(scores - np.take_along_axis(expected, ids - 1, axis=1)).max()
+    same_rank = np.abs(scores - _top_scores(expected, scores.shape[1])).max()
+    diff = float(max(same_item, same_rank))
+    if not diff <= SCORE_TOLERANCE:
+        raise ExportVerificationError(
+            f"{where}: max |score difference| {diff:.3g} > {SCORE_TOLERANCE} (same item {same_item:.3g}, "
+            f"same rank {same_rank:.3g}); the export is wrong, nothing was written"
+        )
+    return diff
+
+
+def verify_table_scores(model: SRGNN, encoder: bytes, item_embeddings: np.ndarray,
+                        batches: Sequence[SessionGraphs]) -> dict:
+    """Retrieval mode's exact scores against torch's: the ONNX encoder's s_h times
+    ``item_embeddings: float32[n_items, d]`` (the table the bundle will hold), top-20 by
+    item and by rank, on the batches of at most 16 sessions (the full scores are B x n).
+    Returns a report like ``verify_onnx``'s; raises ExportVerificationError."""
+    model = _cpu_copy(model)
+    n_items = model.config.n_items
+    session = onnxruntime.InferenceSession(encoder, providers=["CPUExecutionProvider"])
+    table = model.embedding.weight.detach().numpy()
+    k = min(_VERIFY_K, n_items)
+    checked, worst = [], 0.0
+    for index, batch in enumerate(batches):
+        if batch.items.shape[0] > _TABLE_CHECK_BATCH:
+            continue
+        with torch.no_grad():
+            expected = model(*(torch.from_numpy(a) for a in (batch.items, batch.adjacency, batch.alias,
+                                                            batch.mask))).numpy()
+        (s_h,) = session.run(list(ENCODER_OUTPUT_NAMES), {"node_embeddings": table[batch.items],
+                                                          "adjacency": batch.adjacency, "alias": batch.alias,
+                                                          "mask": batch.mask})
+        scores = s_h @ item_embeddings.T
+        ids = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        worst = max(worst, _top_k_diff(np.take_along_axis(scores, ids, axis=1), ids + 1, expected,
+                                       f"the encoder's s_h times the item table and torch disagree on batch "
+                                       f"{index} ((B, N, T) = {_shape(batch)}, k = {k})"))
+        checked.append(list(_shape(batch)))
+    if not checked:
+        raise ValueError(f"no batch of at most {_TABLE_CHECK_BATCH} sessions to verify the item table on")
+    return {"max_abs_score_diff": worst, "tolerance": SCORE_TOLERANCE, "shapes": checked,
+            "provider": "CPUExecutionProvider"}
+
+
 def verify_onnx(model: SRGNN, onnx_model: bytes, batches: Sequence[SessionGraphs]) -> dict:
     """Compare onnxruntime (CPU) with torch on ``batches``; return a report, or raise.
 
@@ -347,16 +413,8 @@ def verify_onnx(model: SRGNN, onnx_model: bytes, batches: Sequence[SessionGraphs
                 )
             if ids.min() < 1 or ids.max() > n_items:
                 raise ExportVerificationError(f"ONNX model returned item ids outside 1..{n_items} for k = {k}")
-            same_item = np.abs(scores - np.take_along_axis(expected, ids - 1, axis=1)).max()
-            same_rank = np.abs(scores - _top_scores(expected, k)).max()
-            diff = float(max(same_item, same_rank))
-            if not diff <= SCORE_TOLERANCE:
-                raise ExportVerificationError(
-                    f"ONNX and torch disagree on batch {index} ((B, N, T) = {shape}, k = {k}): "
-                    f"max |score difference| {diff:.3g} > {SCORE_TOLERANCE} (same item {same_item:.3g}, "
-                    f"same rank {same_rank:.3g}); the export is wrong, nothing was written"
-                )
-            worst = max(worst, diff)
+            worst = max(worst, _top_k_diff(scores, ids, expected, f"ONNX and torch disagree on batch {index} "
+                                                                   f"((B, N, T) = {shape}, k = {k})"))
     return {
         "max_abs_score_diff": worst,
         "tolerance": SCORE_TOLERANCE,
@@ -388,6 +446,7 @@ def export_bundle(
     real_sessions: CSRSessions | None = None,
     overwrite: bool = False,
     seed: int = 0,
+    exact: bool | None = None,
 ) -> Bundle:
     """Export ``model``, verify it, and write the bundle directory ``bundle_dir`` atomically.
 
@@ -395,7 +454,9 @@ def export_bundle(
     (popularity fallback); ``builder``: the graph-builder options the model was trained
     with (a ``max_length`` of None is recorded, and verified, as ``DEFAULT_MAX_LENGTH``:
     every bundle bounds the clicks one session costs); ``real_sessions``: internal-id
-    sessions to verify on besides random ones.
+    sessions to verify on besides random ones; ``exact``: write the exact model.onnx
+    (True), or a retrieval-only bundle without it (False); None: exact unless the
+    exact model would pass ``MAX_EXACT_MODEL_BYTES`` (then a logged warning says so).
     Raises ExportVerificationError (nothing written) when ONNX and torch disagree.
     """
     model = _cpu_copy(model)
@@ -405,31 +466,41 @@ def export_bundle(
     if len(vocab) != config.n_items:
         raise ValueError(f"the vocabulary holds {len(vocab)} items but the model scores {config.n_items}")
     check_target(bundle_dir, overwrite=overwrite)
-    onnx_model = export_onnx(model)
+    estimate = 4 * (sum(p.numel() for p in model.parameters()) + config.n_items * config.hidden_size)
+    if exact is None:
+        exact = estimate <= MAX_EXACT_MODEL_BYTES
+        if not exact:
+            _log.warning(
+                "the exact model of %d items x d = %d would take about %.1f GB, more than one ONNX file holds "
+                "(%.1f GB): writing a retrieval-only bundle (no model.onnx); serve it with retrieval='index' "
+                "after `srgnn-rt index %s`", config.n_items, config.hidden_size, estimate / 1e9,
+                MAX_EXACT_MODEL_BYTES / 1e9, bundle_dir)
     batches = _random_batches(config.n_items, builder, seed)
     if real_sessions is not None:
         batches += _real_batches(real_sessions, config.n_items, builder)
-    report = verify_onnx(model, onnx_model, batches)
+    item_embeddings = np.asarray(model.embedding.weight.detach()[1:].numpy(), dtype=np.float32)  # a view
     encoder = export_encoder_onnx(model)
     encoder_diff = verify_encoder(model, encoder, batches)
+    if exact:
+        onnx_model = export_onnx(model)
+        report = verify_onnx(model, onnx_model, batches)
+        onnx_facts = {"ir_version": onnx.load_model_from_string(onnx_model).ir_version,
+                      "inputs": list(INPUT_NAMES), "outputs": list(OUTPUT_NAMES)}
+    else:
+        onnx_model = None
+        report = verify_table_scores(model, encoder, item_embeddings, batches)
+        onnx_facts = {"ir_version": onnx.load_model_from_string(encoder).ir_version}
     manifest = {
         "n_items": config.n_items,
         "embedding_size": config.hidden_size,
         "model": config.to_dict(),
         "graph_builder": builder.to_dict(),
-        "onnx": {
-            "opset": OPSET,
-            "ir_version": onnx.load_model_from_string(onnx_model).ir_version,
-            "exporter": EXPORTER,
-            "inputs": list(INPUT_NAMES),
-            "outputs": list(OUTPUT_NAMES),
-        },
+        "onnx": {"opset": OPSET, "exporter": EXPORTER, **onnx_facts},
         "library_versions": _library_versions(),
         "verification": report,
         "encoder": {"inputs": list(ENCODER_INPUT_NAMES), "outputs": list(ENCODER_OUTPUT_NAMES),
                     "max_abs_diff": encoder_diff, "tolerance": SCORE_TOLERANCE},
     }
-    item_embeddings = model.embedding.weight.detach()[1:].numpy().astype(np.float32)
     return write_bundle(
         bundle_dir, model=onnx_model, vocab=vocab, item_counts=np.asarray(item_counts, dtype=np.int64),
         item_embeddings=item_embeddings, manifest=manifest, optional_files={ENCODER_FILENAME: encoder},
@@ -443,12 +514,14 @@ def export_run(
     *,
     data_dir: str | os.PathLike | None = None,
     overwrite: bool = False,
+    exact: bool | None = None,
 ) -> Bundle:
     """``srgnn-rt export RUN_DIR BUNDLE_DIR``: the best model of a training run -> a bundle.
 
     The vocabulary, item counts and real verification sessions (test prefixes) come
     from the prepared dataset the run was trained on (``data_dir`` overrides the path
-    recorded in the run); max_length and edge_weight from the run's training config.
+    recorded in the run); max_length and edge_weight from the run's training config;
+    ``exact`` as in ``export_bundle``.
     """
     config = load_run_config(run_dir)
     data_path = Path(data_dir) if data_dir is not None else Path(config["data"]["path"])
@@ -462,5 +535,5 @@ def export_run(
                                   edge_weight=train_config.get("edge_weight", "binary"))
     return export_bundle(
         load_run(run_dir), bundle_dir, vocab=dataset.vocab, item_counts=dataset.item_counts, builder=builder,
-        real_sessions=CSRSessions(dataset.test.items, dataset.test.offsets), overwrite=overwrite,
+        real_sessions=CSRSessions(dataset.test.items, dataset.test.offsets), overwrite=overwrite, exact=exact,
     )

@@ -3,6 +3,7 @@
 Layout::
 
     model.onnx           graph arrays + k -> top-k scores, item ids, session embedding
+                         (absent from a retrieval-only bundle, see below)
     vocab.json           raw item id of each internal id (see srgnn_rt.vocab)
     item_counts.npy      int64[n_items + 1]: training clicks per internal id (popularity fallback)
     item_embeddings.npy  float32[n_items, d]: embedding of items 1..n (for ANN retrieval)
@@ -10,6 +11,12 @@ Layout::
     item_index.faiss     (optional) inner-product index over item_embeddings.npy (srgnn_rt.retrieval)
     manifest.json        format, model config, sizes, ONNX facts, graph-builder options,
                          library versions, and the size and sha256 of every other file
+
+A **retrieval-only** bundle (manifest ``"retrieval_only": true``) has no model.onnx
+and must have encoder.onnx: the exact model of a catalog of millions of items holds
+the item table twice and passes protobuf's 2 GB limit, and a bundle never keeps
+tensors as ONNX external data. It serves in retrieval mode only (``Recommender.load(
+path, retrieval="index")`` after ``srgnn-rt index``); ``model_bytes`` says so.
 
 Loading (``Bundle.load``) reads each file once, into memory, checks its size and
 sha256 against the manifest, and builds everything from those verified bytes: the
@@ -25,7 +32,9 @@ reach the model unverified), and raises ``BundleError`` naming the file and the
 problem for anything else. Everything is data: JSON, ``.npy`` headers parsed
 before any array is made, nothing executes on load. Writing (``write_bundle``)
 is atomic: the files go to a temporary sibling directory that is checked like a
-loaded bundle and then takes the place of the old one in one step.
+loaded bundle and then takes the place of the old one in one step; the item table
+is written straight from the array and hashed from the written file (no in-memory
+copy of a multi-GB table).
 """
 
 from __future__ import annotations
@@ -54,6 +63,7 @@ __all__ = [
     "Bundle",
     "BundleError",
     "GraphBuilderOptions",
+    "require_exact_model",
     "write_bundle",
 ]
 
@@ -72,6 +82,7 @@ OPTIONAL_FILES = (ENCODER_FILENAME, INDEX_FILENAME)
 it is read and verified as the others."""
 EDGE_WEIGHTS = ("binary", "count")
 MAX_MANIFEST_BYTES = 1 << 24
+_HASH_CHUNK = 1 << 24
 
 _INT64_MAX = 2**63 - 1
 
@@ -129,6 +140,11 @@ class Bundle:
         return int(self.manifest["embedding_size"])
 
     @property
+    def retrieval_only(self) -> bool:
+        """Whether the bundle was exported without model.onnx (it serves in retrieval mode only)."""
+        return bool(self.manifest.get("retrieval_only", False))
+
+    @property
     def model_path(self) -> Path:
         """Where model.onnx was read from; serve ``model_bytes``, which were verified."""
         return self.path / MODEL_FILENAME
@@ -136,7 +152,9 @@ class Bundle:
     @property
     def model_bytes(self) -> bytes:
         """The serialized ONNX model, exactly the bytes whose sha256 the manifest holds;
-        BundleError when the bundle was loaded with ``skip=(MODEL_FILENAME,)``."""
+        BundleError when the bundle is retrieval-only or was loaded with ``skip=(MODEL_FILENAME,)``."""
+        if self.retrieval_only:
+            raise _retrieval_only(self.path)
         if MODEL_FILENAME in self.skipped:
             raise BundleError(f"bundle {self.path} was loaded without {MODEL_FILENAME} (skip); load it again "
                               f"without skip to serve the exact model")
@@ -161,8 +179,9 @@ class Bundle:
         """Read and check the bundle directory ``path``.
 
         ``skip``: files not to read, only ``(MODEL_FILENAME,)`` (retrieval mode serves
-        ``encoder.onnx`` and never needs the exact model, about twice the item table);
-        every other file is still read and verified.
+        ``encoder.onnx`` and never needs the exact model, about twice the item table):
+        a skipped file must exist with the manifest's size, but is not hashed; every
+        other file is still read and verified.
 
         Raises FileNotFoundError when ``path`` is not a directory, and BundleError
         (a ValueError) naming the file and the problem for anything else: missing
@@ -186,12 +205,14 @@ class Bundle:
         """Read every file (but ``skipped``) of one version of the bundle directory, verify it, parse it."""
         manifest = _parse_manifest(_read_file(version, directory, MANIFEST_FILENAME, MAX_MANIFEST_BYTES),
                                    f"bundle {directory}: {MANIFEST_FILENAME}")
-        names = BUNDLE_FILES + tuple(name for name in OPTIONAL_FILES if name in manifest["files"])
+        names = _listed_files(manifest)
+        for name in skipped & set(names):  # not read, but a bundle that lacks it is still broken
+            _check_size(version, directory, name, manifest["files"][name])
         files = {name: _read_verified(version, directory, name, manifest["files"][name])
                  for name in names if name not in skipped}
         n_items, d = manifest["n_items"], manifest["embedding_size"]
-        external = [] if MODEL_FILENAME in skipped else _external_tensors(files[MODEL_FILENAME],
-                                                                          f"bundle {directory}: {MODEL_FILENAME}")
+        external = [] if MODEL_FILENAME not in files else _external_tensors(files[MODEL_FILENAME],
+                                                                            f"bundle {directory}: {MODEL_FILENAME}")
         if external:
             raise BundleError(
                 f"bundle {directory}: {MODEL_FILENAME} keeps tensors {external[:5]} as ONNX external data "
@@ -219,10 +240,35 @@ class Bundle:
                    skipped=skipped)
 
 
+def require_exact_model(path: str | os.PathLike) -> None:
+    """Raise BundleError when the bundle at ``path`` is retrieval-only (has no model.onnx), as
+    ``Bundle.model_bytes`` would, after reading and checking manifest.json alone (not a
+    multi-GB item table); FileNotFoundError when ``path`` is not a directory."""
+    directory = Path(path)
+    try:
+        manifest = read_consistently(directory, lambda version: _parse_manifest(
+            _read_file(version, directory, MANIFEST_FILENAME, MAX_MANIFEST_BYTES),
+            f"bundle {directory}: {MANIFEST_FILENAME}"))
+    except (FileNotFoundError, NotADirectoryError):
+        if not directory.is_dir():
+            raise FileNotFoundError(f"bundle directory {directory} does not exist") from None
+        raise
+    if manifest.get("retrieval_only"):
+        raise _retrieval_only(directory)
+
+
+def _retrieval_only(directory: Path) -> BundleError:
+    return BundleError(
+        f"bundle {directory} is retrieval-only (exported without {MODEL_FILENAME}: its exact model would not fit "
+        f"in one ONNX file); serve it with Recommender.load(path, retrieval='index') (CLI: --retrieval index) "
+        f"after adding an index with `srgnn-rt index {directory}`"
+    )
+
+
 def write_bundle(
     path: str | os.PathLike,
     *,
-    model: bytes,
+    model: bytes | None,
     vocab: Vocab,
     item_counts: np.ndarray,
     item_embeddings: np.ndarray,
@@ -232,9 +278,11 @@ def write_bundle(
 ) -> Bundle:
     """Write a bundle directory atomically and return it loaded.
 
-    ``model``: the serialized ONNX model; ``item_counts: int64[n_items + 1]``;
+    ``model``: the serialized ONNX model, or None for a retrieval-only bundle (the
+    manifest then says ``"retrieval_only": true``; ``optional_files`` must hold
+    encoder.onnx); ``item_counts: int64[n_items + 1]``;
     ``item_embeddings: float32[n_items, d]``; ``manifest``: the manifest's fields
-    except ``format``, ``format_version`` and ``files``, which are filled in here
+    except ``format``, ``format_version``, ``retrieval_only`` and ``files``, which are filled in here
     (it must hold ``n_items``, ``embedding_size``, ``model``, ``graph_builder`` and
     ``onnx``); ``optional_files``: contents of files named in ``OPTIONAL_FILES``. The
     files go to a temporary sibling directory, are checked with
@@ -242,38 +290,45 @@ def write_bundle(
     neither a partial bundle nor the temporary directory. An existing non-empty
     ``path`` is replaced only with ``overwrite=True`` (FileExistsError otherwise).
     """
-    if not isinstance(model, bytes):
-        raise TypeError(f"model must be the serialized ONNX model (bytes), not {type(model).__name__}")
+    if model is not None and not isinstance(model, bytes):
+        raise TypeError(f"model must be the serialized ONNX model (bytes) or None, not {type(model).__name__}")
     if not isinstance(vocab, Vocab):
         raise TypeError(f"vocab must be a srgnn_rt.vocab.Vocab, not {type(vocab).__name__}")
-    reserved = {"format", "format_version", "files"} & set(manifest)
+    reserved = {"format", "format_version", "retrieval_only", "files"} & set(manifest)
     if reserved:
         raise ValueError(f"manifest fields {sorted(reserved)} are filled in by write_bundle; leave them out")
     optional_files = dict(optional_files or {})
     unknown = set(optional_files) - set(OPTIONAL_FILES)
     if unknown:
         raise ValueError(f"optional_files may name {OPTIONAL_FILES}, got {sorted(unknown)}")
+    if model is None and ENCODER_FILENAME not in optional_files:
+        raise ValueError(f"a retrieval-only bundle (model=None) needs {ENCODER_FILENAME} in optional_files")
     contents = {
-        MODEL_FILENAME: model,
+        **({} if model is None else {MODEL_FILENAME: model}),
         VOCAB_FILENAME: vocab.to_json(),
-        ITEM_COUNTS_FILENAME: _npy_bytes(item_counts),
-        ITEM_EMBEDDINGS_FILENAME: _npy_bytes(item_embeddings),
+        ITEM_COUNTS_FILENAME: np.asarray(item_counts),
+        ITEM_EMBEDDINGS_FILENAME: np.asarray(item_embeddings),
         **optional_files,
     }
-    full = {"format": FORMAT, "format_version": FORMAT_VERSION, **manifest}
-    full["files"] = {name: _file_entry(data) for name, data in contents.items()}
+    full = {"format": FORMAT, "format_version": FORMAT_VERSION, **manifest,
+            **({"retrieval_only": True} if model is None else {})}
     with staging_directory(path, overwrite=overwrite) as staging:
         for name, data in contents.items():
-            (staging / name).write_bytes(data)
+            if isinstance(data, np.ndarray):
+                np.save(staging / name, data, allow_pickle=False)  # streamed from the array, no bytes copy
+            else:
+                (staging / name).write_bytes(data)
+        full["files"] = {name: _file_entry(staging / name) for name in contents}
         checked = _write_manifest_and_check(staging, full)
     return dataclasses.replace(checked, path=Path(path).absolute())
 
 
 def add_to_bundle(
-    path: str | os.PathLike, name: str, write: Callable[[Path], None], manifest_fields: Mapping[str, Any]
+    path: str | os.PathLike | Bundle, name: str, write: Callable[[Path], None], manifest_fields: Mapping[str, Any]
 ) -> Bundle:
     """Add (or replace) the optional file ``name`` of the bundle at ``path`` atomically; return it loaded.
 
+    ``path`` may be the bundle already loaded (and checked), whose verified bytes are then copied.
     ``write(file_path)`` writes the file; ``manifest_fields`` are set in the manifest
     beside its new checksum. The bundle is first loaded and checked; the new one is
     assembled in a temporary sibling (the other files hard-linked, or copied where
@@ -285,20 +340,35 @@ def add_to_bundle(
     reserved = {"format", "format_version", "files"} & set(manifest_fields)
     if reserved:
         raise ValueError(f"manifest fields {sorted(reserved)} are kept by add_to_bundle; leave them out")
-    current = Bundle.load(path)
+    current = path if isinstance(path, Bundle) else Bundle.load(path)
+    if current.skipped:
+        raise ValueError(f"bundle {current.path} was loaded without {sorted(current.skipped)}; load it whole")
     with staging_directory(current.path, overwrite=True) as staging:
         for existing, data in current.files.items():
             if existing != name:
                 (staging / existing).write_bytes(data)  # the verified bytes, not the files as they are now
         write(staging / name)
         full = {**current.manifest, **manifest_fields}
-        full["files"] = {**current.manifest["files"], name: _file_entry((staging / name).read_bytes())}
+        full["files"] = {**current.manifest["files"], name: _file_entry(staging / name)}
         checked = _write_manifest_and_check(staging, full)
     return dataclasses.replace(checked, path=current.path)
 
 
-def _file_entry(data: bytes) -> dict[str, Any]:
-    return {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+def _file_entry(path: Path) -> dict[str, Any]:
+    """The manifest entry (sha256, bytes) of a file, read in chunks (a multi-GB table is never held twice)."""
+    digest, size = hashlib.sha256(), 0
+    with open(path, "rb") as f:
+        while chunk := f.read(_HASH_CHUNK):
+            digest.update(chunk)
+            size += len(chunk)
+    return {"sha256": digest.hexdigest(), "bytes": size}
+
+
+def _listed_files(manifest: Mapping[str, Any]) -> tuple[str, ...]:
+    """The files a bundle with this manifest must have: model.onnx (unless retrieval-only),
+    vocab, counts, item table, and the optional files it lists."""
+    required = tuple(name for name in BUNDLE_FILES if name != MODEL_FILENAME or not manifest.get("retrieval_only"))
+    return required + tuple(name for name in OPTIONAL_FILES if name in manifest["files"])
 
 
 def _write_manifest_and_check(directory: Path, manifest: Mapping[str, Any]) -> Bundle:
@@ -306,12 +376,6 @@ def _write_manifest_and_check(directory: Path, manifest: Mapping[str, Any]) -> B
         json.dump(manifest, f, indent=2)
         f.write("\n")
     return Bundle.load(directory)
-
-
-def _npy_bytes(array: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    np.save(buffer, np.asarray(array), allow_pickle=False)
-    return buffer.getvalue()
 
 
 def _is_count(value: Any, minimum: int = 1) -> bool:
@@ -340,6 +404,20 @@ def _read_file(version: DirectoryVersion, directory: Path, name: str, limit: int
         if size > limit:
             raise BundleError(f"bundle {directory}: {name} holds {size} bytes, more than the {limit} it may hold")
         return f.read(size)
+
+
+def _check_size(version: DirectoryVersion, directory: Path, name: str, entry: Mapping[str, Any]) -> None:
+    """File ``name`` exists and has the size of its manifest ``entry`` (its bytes are not read)."""
+    try:
+        with version.open(name) as f:
+            size = os.fstat(f.fileno()).st_size
+    except FileNotFoundError:
+        raise BundleError(f"bundle {directory} lacks {name}") from None
+    except OSError as exc:
+        raise BundleError(f"bundle {directory}: {name} cannot be read: {exc.strerror or exc}") from None
+    if size != entry["bytes"]:
+        raise BundleError(f"bundle {directory}: {name} is corrupted or was changed after export: it holds "
+                          f"{size} bytes, manifest.json says {entry['bytes']}")
 
 
 def _read_verified(version: DirectoryVersion, directory: Path, name: str, entry: Mapping[str, Any]) -> bytes:
@@ -396,7 +474,13 @@ def _parse_manifest(data: bytes, where: str) -> dict[str, Any]:
     files = manifest.get("files")
     if not isinstance(files, dict):
         raise BundleError(f"{where}: files must map file names to their size and sha256, got {files!r}")
-    for name in BUNDLE_FILES + tuple(name for name in OPTIONAL_FILES if name in files):
+    retrieval_only = manifest.get("retrieval_only", False)
+    if not isinstance(retrieval_only, bool):
+        raise BundleError(f"{where}: retrieval_only must be true or false, got {retrieval_only!r}")
+    if retrieval_only and (MODEL_FILENAME in files or ENCODER_FILENAME not in files):
+        raise BundleError(f"{where}: a retrieval-only bundle lists {ENCODER_FILENAME} and not {MODEL_FILENAME}; "
+                          f"its files are {sorted(files)}")
+    for name in _listed_files(manifest):
         entry = files.get(name)
         if not isinstance(entry, dict) or not isinstance(entry.get("sha256"), str) \
                 or not _is_count(entry.get("bytes"), minimum=0):

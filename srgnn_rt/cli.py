@@ -168,8 +168,12 @@ def _cmd_runs(args: argparse.Namespace) -> None:
 
 def _cmd_export(args: argparse.Namespace) -> None:
     onnx_export = _torch_side("onnx_export")
-    bundle = onnx_export.export_run(args.run_dir, args.bundle_dir, data_dir=args.data, overwrite=args.overwrite)
-    print(f"wrote verified bundle {bundle.path} ({bundle.n_items} items, d = {bundle.embedding_size})")
+    bundle = onnx_export.export_run(args.run_dir, args.bundle_dir, data_dir=args.data, overwrite=args.overwrite,
+                                    exact=False if args.retrieval_only else None)
+    kind = "retrieval-only bundle (no model.onnx)" if bundle.retrieval_only else "bundle"
+    print(f"wrote verified {kind} {bundle.path} ({bundle.n_items} items, d = {bundle.embedding_size})")
+    if bundle.retrieval_only:
+        print(f"serve it in index mode after: srgnn-rt index {bundle.path}")
 
 
 _BOM = b"\xef\xbb\xbf"
@@ -577,6 +581,9 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("bundle_dir")
     export.add_argument("--data", help="prepared dataset (default: the one the run was trained on)")
     export.add_argument("--overwrite", action="store_true")
+    export.add_argument("--retrieval-only", action="store_true",
+                        help="no exact model.onnx: encoder + item table, served with an index (chosen "
+                             "automatically when the exact model would pass ONNX's 2 GB)")
     export.set_defaults(run=_cmd_export)
 
     recommend = commands.add_parser(

@@ -37,7 +37,13 @@ from typing import Any, Literal
 import numpy as np
 import onnxruntime
 
-from .bundle import ENCODER_FILENAME, MODEL_FILENAME, Bundle, BundleError
+from .bundle import (
+    ENCODER_FILENAME,
+    MODEL_FILENAME,
+    Bundle,
+    BundleError,
+    require_exact_model,
+)
 from .graph import build_graphs
 from .retrieval import Retriever, encoder_model
 from .validation import positive_int
@@ -169,6 +175,8 @@ class Recommender:
         ``srgnn_rt.retrieval``): the encoder gives s_h, the index proposes candidates,
         exact scores rank them; model.onnx and its item tables are not loaded. It raises
         BundleError when the bundle has no (matching) index and ImportError without faiss.
+        A retrieval-only bundle (exported without model.onnx) serves in this mode only:
+        ``"exact"`` raises BundleError saying so.
         """
         if max_clicks is not None:
             positive_int(max_clicks, "max_clicks")
@@ -181,6 +189,8 @@ class Recommender:
         if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
             raise ValueError(f"threads must be None or an int >= 1, got {threads!r}")
         if not isinstance(bundle, Bundle):  # index mode serves encoder.onnx: model.onnx is not read
+            if retrieval == "exact":  # a retrieval-only bundle fails here, before its item table is read
+                require_exact_model(bundle)
             bundle = Bundle.load(bundle, skip=(MODEL_FILENAME,) if retrieval == "index" else ())
         options = onnxruntime.SessionOptions()
         if threads is not None:
