@@ -146,6 +146,30 @@ def test_repository_rejects_bad_options(synthetic_bundle, tmp_path, option, valu
     assert not (tmp_path / "repo").exists() or not any((tmp_path / "repo").iterdir())
 
 
+def test_repository_serves_in_the_retrieval_mode_asked(synthetic_bundle, retrieval_only_indexed_bundle, tmp_path,
+                                                       capsys):
+    from srgnn_rt.cli import main
+
+    model_dir = write_repository(retrieval_only_indexed_bundle, tmp_path / "repo", name="ann", retrieval="index")
+    assert 'key: "retrieval" value: { string_value: "index" }' in (model_dir / "config.pbtxt").read_text()
+    assert Bundle.load(model_dir / "1" / "bundle").retrieval_only
+    assert main(["triton", str(retrieval_only_indexed_bundle), str(tmp_path / "repo"), "--name", "cli",
+                 "--retrieval", "index"]) == 0
+    assert 'string_value: "index"' in (tmp_path / "repo" / "cli" / "config.pbtxt").read_text()
+    # Refused up front, not when the server loads the model: nothing is written.
+    with pytest.raises(ValueError, match="retrieval-only.*retrieval='index'"):
+        write_repository(retrieval_only_indexed_bundle, tmp_path / "repo", name="exact")
+    assert main(["triton", str(retrieval_only_indexed_bundle), str(tmp_path / "repo"), "--name", "exact"]) == 2
+    assert "--retrieval index" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="has no item_index.faiss"):
+        write_repository(synthetic_bundle, tmp_path / "repo", name="noindex", retrieval="index")
+    with pytest.raises(ValueError, match="retrieval must be one of"):
+        write_repository(synthetic_bundle, tmp_path / "repo", name="typo", retrieval="ann")
+    assert sorted(p.name for p in (tmp_path / "repo").iterdir()) == ["ann", "cli"]
+    default = (write_repository(synthetic_bundle, tmp_path / "repo", name="plain") / "config.pbtxt").read_text()
+    assert 'key: "retrieval" value: { string_value: "exact" }' in default
+
+
 # --- the real server ----------------------------------------------------------------------------
 
 def test_concurrent_sessions_equal_recommend_and_batch(triton_server, recommender):
