@@ -347,7 +347,7 @@ def _cmd_triton(args: argparse.Namespace) -> None:
     model_dir = write_repository(
         args.bundle, args.repo_dir, name=args.name, max_batch=args.max_batch,
         max_queue_delay_us=args.max_queue_delay_us, instances=args.instances, kind=args.kind,
-        threads=args.threads, python_path=python_path, overwrite=args.overwrite,
+        threads=args.threads, retrieval=args.retrieval, python_path=python_path, overwrite=args.overwrite,
     )
     print(f"wrote Triton model {model_dir} (serve with: tritonserver --model-repository {model_dir.parent})")
 
@@ -364,9 +364,9 @@ def _cmd_serve(args: argparse.Namespace) -> None:
                                                    "target_ongoing_requests": args.target_ongoing})
     else:
         scaling = dict(replicas=args.replicas)
-    application = ray_serve.app(args.bundle, device=args.device, threads=args.threads, num_cpus=args.replica_cpus,
-                                max_batch_cost=args.max_batch_cost, batch_wait_ms=args.batch_wait_ms,
-                                access_log=args.access_log, **scaling)
+    application = ray_serve.app(args.bundle, device=args.device, threads=args.threads, retrieval=args.retrieval,
+                                num_cpus=args.replica_cpus, max_batch_cost=args.max_batch_cost,
+                                batch_wait_ms=args.batch_wait_ms, access_log=args.access_log, **scaling)
     from ray import serve
 
     start_ray(args.address)
@@ -440,7 +440,8 @@ def _cmd_score(args: argparse.Namespace) -> None:
     from .scoring import score_file, score_ray
 
     options = dict(k=args.k, exclude_seen=args.exclude_seen, session_column=args.session_column,
-                   items_column=args.items_column, batch_size=args.batch_size, device=args.device)
+                   items_column=args.items_column, batch_size=args.batch_size, device=args.device,
+                   retrieval=args.retrieval)
     try:
         if args.engine == "ray":
             summary = score_ray(args.bundle, args.input, args.output, actors=args.actors, address=args.address,
@@ -618,6 +619,8 @@ def _parser() -> argparse.ArgumentParser:
                         help="model instances (default 2 on cpu, each with its share of the cores; 1 per GPU)")
     triton.add_argument("--kind", choices=("cpu", "gpu"), default="cpu", help="instance kind (default cpu)")
     triton.add_argument("--threads", type=_positive_int, help="onnxruntime threads per instance")
+    triton.add_argument("--retrieval", default="exact", choices=("exact", "index"),
+                        help="score every item (default) or the candidates of the bundle's index (srgnn-rt index)")
     triton.add_argument("--python-path", action="append", default=[], metavar="DIR",
                         help="absolute directory put first on the server Python's sys.path (repeatable)")
     triton.add_argument("--local-server-env", action="store_true",
@@ -639,6 +642,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--name", default="srgnn", help="Serve application name (default srgnn)")
     serve.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"))
     serve.add_argument("--threads", type=_positive_int, help="onnxruntime threads per replica")
+    serve.add_argument("--retrieval", default="exact", choices=("exact", "index"),
+                       help="score every item (default) or the candidates of the bundle's index (srgnn-rt index)")
     serve.add_argument("--replica-cpus", type=float, default=1.0, help="CPUs Ray reserves per replica (default 1)")
     serve.add_argument("--max-batch-cost", type=_positive_int, default=1024,
                        help="a batch closes at this total cost (clicks, or the runtime's request cost)")
@@ -680,6 +685,8 @@ def _parser() -> argparse.ArgumentParser:
     score.add_argument("--actors", type=_positive_int, help="ray engine: actors (default: CPUs / threads)")
     score.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     score.add_argument("--threads", type=_positive_int, help="onnxruntime threads of each worker or actor")
+    score.add_argument("--retrieval", default="exact", choices=("exact", "index"),
+                       help="score every item (default) or the candidates of the bundle's index (srgnn-rt index)")
     score.add_argument("--fail-fast", action="store_true", help="stop at the first bad session (no output)")
     score.add_argument("--quiet", action="store_true", help="no progress bar")
     score.set_defaults(run=_cmd_score)

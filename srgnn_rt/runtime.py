@@ -57,7 +57,7 @@ _DEVICES = ("auto", "cpu", "cuda")
 _UNKNOWN = ("drop", "error")
 _EMPTY = ("popular", "error")
 _INPUTS = ("items", "adjacency", "alias", "mask", "k")
-_RETRIEVALS = ("exact", "index")
+RETRIEVALS = ("exact", "index")
 _ENCODER_INPUTS = ("node_embeddings", "adjacency", "alias", "mask")
 BUCKET_SIZE = 64
 """Most sessions in one model run; larger batches run in several (see ``cost_buckets``)."""
@@ -182,8 +182,8 @@ class Recommender:
             positive_int(max_clicks, "max_clicks")
         if max_length is not None:
             positive_int(max_length, "max_length")
-        if retrieval not in _RETRIEVALS:
-            raise ValueError(f"retrieval must be one of {_RETRIEVALS}, got {retrieval!r}")
+        if retrieval not in RETRIEVALS:
+            raise ValueError(f"retrieval must be one of {RETRIEVALS}, got {retrieval!r}")
         if device not in _DEVICES:
             raise ValueError(f"device must be one of {_DEVICES}, got {device!r}")
         if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):

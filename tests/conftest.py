@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -55,6 +56,38 @@ def synthetic_bundle(synthetic_run, tmp_path_factory) -> Path:
     bundle_dir = tmp_path_factory.mktemp("synthetic-bundle") / "bundle"
     export_run(synthetic_run, bundle_dir)
     return bundle_dir
+
+
+@pytest.fixture(scope="session")
+def indexed_bundle(synthetic_bundle, tmp_path_factory) -> Path:
+    """A copy of ``synthetic_bundle`` with an index that searches every item (nprobe = lists,
+    candidates = n_items), so that retrieval="index" answers as "exact"; skips without faiss."""
+    import shutil
+
+    pytest.importorskip("faiss")
+    from srgnn_rt import retrieval
+    from srgnn_rt.bundle import Bundle
+
+    path = tmp_path_factory.mktemp("indexed") / "bundle"
+    shutil.copytree(synthetic_bundle, path)
+    n_items = Bundle.load(path).n_items
+    return retrieval.add_index(path, retrieval.IndexParameters(lists=4, nprobe=4, candidates=n_items)).path
+
+
+@pytest.fixture(scope="session")
+def retrieval_only_indexed_bundle(indexed_bundle, tmp_path_factory) -> Path:
+    """``indexed_bundle`` rewritten without model.onnx: a retrieval-only bundle that serves only with
+    retrieval="index", and then answers as ``synthetic_bundle`` does in "exact"."""
+    from srgnn_rt.bundle import OPTIONAL_FILES, Bundle, write_bundle
+
+    bundle = Bundle.load(indexed_bundle)
+    manifest = {key: value for key, value in bundle.manifest.items()
+                if key not in ("format", "format_version", "retrieval_only", "files")}
+    path = tmp_path_factory.mktemp("retrieval-only-indexed") / "bundle"
+    write_bundle(path, model=None, vocab=bundle.vocab, item_counts=bundle.item_counts,
+                 item_embeddings=np.asarray(bundle.item_embeddings()), manifest=manifest,
+                 optional_files={name: bundle.files[name] for name in OPTIONAL_FILES})
+    return path
 
 
 @pytest.fixture(scope="session")

@@ -175,6 +175,15 @@ def test_app_needs_one_scaling_mode(synthetic_bundle):
         ray_serve.build({"replicas": 1})
 
 
+def test_replica_loads_the_bundle_in_the_retrieval_mode_asked(retrieval_only_indexed_bundle):
+    """The replica object Serve would build from the application's bound arguments, built here without
+    Serve: a retrieval-only bundle loads only when retrieval="index" reaches ``Recommender.load``."""
+    application = ray_serve.build({"bundle": str(retrieval_only_indexed_bundle), "threads": 1, "retrieval": "index"})
+    bound = application._bound_deployment  # Serve's private handle on the bound deployment and its arguments
+    replica = ray_serve.RecommenderDeployment.func_or_class(*bound.init_args, **bound.init_kwargs)
+    assert replica.recommender.retrieval == "index"
+
+
 def test_config_builder_and_cli_checks(synthetic_bundle, capsys):
     from ray import serve
 

@@ -32,15 +32,6 @@ with the validation-selected checkpoint; seeded training and k-means, so determi
 
 
 @pytest.fixture(scope="module")
-def indexed_bundle(synthetic_bundle, tmp_path_factory):
-    """A copy of the synthetic bundle with an index that searches every item (nprobe = lists, C = n_items)."""
-    path = tmp_path_factory.mktemp("indexed") / "bundle"
-    shutil.copytree(synthetic_bundle, path)
-    n_items = Bundle.load(path).n_items
-    return retrieval.add_index(path, retrieval.IndexParameters(lists=4, nprobe=4, candidates=n_items)).path
-
-
-@pytest.fixture(scope="module")
 def recommenders(indexed_bundle):
     """(exact, index) recommenders of the same bundle."""
     return (Recommender.load(indexed_bundle, device="cpu"),

@@ -134,6 +134,48 @@ def test_exclude_seen_and_one_worker_equal_two(recommender, synthetic_bundle, se
     _assert_same(outputs[0].to_pylist(), _expected(recommender, sessions, exclude_seen=True))
 
 
+def test_index_mode_in_one_and_two_workers_answers_as_exact(recommender, retrieval_only_indexed_bundle, sessions,
+                                                            tmp_path):
+    """A retrieval-only bundle loads only with retrieval="index" (here and in each worker); its index
+    searches every item, so the rows are those of exact mode up to float rounding and near-ties."""
+    source = tmp_path / "in.parquet"
+    _write_input("parquet-list", source, sessions, list(range(len(sessions))))
+    expected = _expected(recommender, sessions)
+    outputs = []
+    for workers in (1, 2):
+        target = tmp_path / f"out{workers}.parquet"
+        summary = score_file(retrieval_only_indexed_bundle, source, target, k=K, batch_size=BATCH, workers=workers,
+                             device="cpu", threads=1, retrieval="index", progress=False)
+        assert (summary.sessions, summary.errors) == (len(sessions), 0)
+        outputs.append(pq.read_table(target))
+    assert outputs[0].equals(outputs[1])
+    for row, result in zip(outputs[0].to_pylist(), expected, strict=True):
+        assert (row["error"], row["n_unknown"], row["fallback"]) == (None, result.n_unknown, result.fallback)
+        np.testing.assert_allclose(row["scores"], result.scores, rtol=1e-5, atol=1e-4)
+        tie = np.isclose(result.scores[:, None], result.scores[None, :], rtol=0, atol=1e-4).sum(axis=1) > 1
+        assert [x for x, t in zip(row["items"], tie) if not t] == [x for x, t in zip(result.items, tie) if not t]
+    with pytest.raises(ValueError, match="retrieval-only"):
+        score_file(retrieval_only_indexed_bundle, source, tmp_path / "exact.parquet", device="cpu", progress=False)
+    assert main(["score", str(retrieval_only_indexed_bundle), str(source), str(tmp_path / "cli.parquet"),
+                 "-k", str(K), "--batch-size", str(BATCH), "--device", "cpu", "--quiet", "--retrieval", "index"]) == 0
+    assert pq.read_table(tmp_path / "cli.parquet").equals(outputs[0])
+
+
+def test_ray_data_actor_answers_in_the_retrieval_mode_asked(retrieval_only_indexed_bundle, sessions, tmp_path):
+    """The actor class Ray Data runs, called here without Ray, gives the rows of the local scorer."""
+    from srgnn_rt.scoring.ray_data import _RecommendBatches
+
+    table = pa.table({"session": list(range(len(sessions))), "items": sessions})
+    actor = _RecommendBatches(str(retrieval_only_indexed_bundle), K, False, "session", "items", "cpu", 1, "index")
+    answers = actor(table).to_pylist()
+    pq.write_table(table, tmp_path / "in.parquet")
+    score_file(retrieval_only_indexed_bundle, tmp_path / "in.parquet", tmp_path / "out.parquet", k=K,
+               batch_size=len(sessions), device="cpu", retrieval="index", progress=False)
+    for row, expected in zip(answers, pq.read_table(tmp_path / "out.parquet").to_pylist(), strict=True):
+        assert (row["session"], row["length"], row["items"]) == (expected["session"], K, expected["items"])
+        np.testing.assert_array_equal(np.asarray(row["scores"], np.float32), np.asarray(expected["scores"], np.float32))
+
+
 def test_bad_sessions_get_error_rows_in_place(recommender, synthetic_bundle, sessions, tmp_path):
     """Malformed JSON, a str id for an int model, a float id: error rows where they were; the other
     sessions of their batch get recommend's answers for the batch without them."""

@@ -1,8 +1,9 @@
 """The Triton model repository against a real ``tritonserver`` (the binary nvidia-pytriton ships).
 
-One server per test session serves two models written by ``write_repository``:
-``srgnn`` (the shared synthetic bundle, int ids) and ``srgnn_str`` (string ids,
-BYTES tensors). Answers are compared with the in-process ``Recommender``.
+One server per test session serves three models written by ``write_repository``:
+``srgnn`` (the shared synthetic bundle, int ids), ``srgnn_str`` (string ids,
+BYTES tensors) and ``srgnn_index`` (a retrieval-only bundle, ``retrieval="index"``).
+Answers are compared with the in-process ``Recommender``.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ def string_bundle(synthetic_bundle, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def triton_server(synthetic_bundle, string_bundle, tmp_path_factory):
+def triton_server(synthetic_bundle, string_bundle, retrieval_only_indexed_bundle, tmp_path_factory):
     reason = _server_available()
     if reason:
         pytest.skip(reason)
@@ -63,6 +64,8 @@ def triton_server(synthetic_bundle, string_bundle, tmp_path_factory):
     write_repository(synthetic_bundle, repo, name="srgnn", max_batch=32, max_queue_delay_us=MAX_QUEUE_DELAY_US,
                      threads=1, python_path=python_path)
     write_repository(string_bundle, repo, name="srgnn_str", python_path=python_path)  # defaults: 2 instances
+    write_repository(retrieval_only_indexed_bundle, repo, name="srgnn_index", instances=1, threads=1,
+                     retrieval="index", python_path=python_path)
     server = LocalTritonServer(repo)
     with server:
         yield server
@@ -146,6 +149,30 @@ def test_repository_rejects_bad_options(synthetic_bundle, tmp_path, option, valu
     assert not (tmp_path / "repo").exists() or not any((tmp_path / "repo").iterdir())
 
 
+def test_repository_serves_in_the_retrieval_mode_asked(synthetic_bundle, retrieval_only_indexed_bundle, tmp_path,
+                                                       capsys):
+    from srgnn_rt.cli import main
+
+    model_dir = write_repository(retrieval_only_indexed_bundle, tmp_path / "repo", name="ann", retrieval="index")
+    assert 'key: "retrieval" value: { string_value: "index" }' in (model_dir / "config.pbtxt").read_text()
+    assert Bundle.load(model_dir / "1" / "bundle").retrieval_only
+    assert main(["triton", str(retrieval_only_indexed_bundle), str(tmp_path / "repo"), "--name", "cli",
+                 "--retrieval", "index"]) == 0
+    assert 'string_value: "index"' in (tmp_path / "repo" / "cli" / "config.pbtxt").read_text()
+    # Refused up front, not when the server loads the model: nothing is written.
+    with pytest.raises(ValueError, match="retrieval-only.*retrieval='index'"):
+        write_repository(retrieval_only_indexed_bundle, tmp_path / "repo", name="exact")
+    assert main(["triton", str(retrieval_only_indexed_bundle), str(tmp_path / "repo"), "--name", "exact"]) == 2
+    assert "--retrieval index" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="has no item_index.faiss"):
+        write_repository(synthetic_bundle, tmp_path / "repo", name="noindex", retrieval="index")
+    with pytest.raises(ValueError, match="retrieval must be one of"):
+        write_repository(synthetic_bundle, tmp_path / "repo", name="typo", retrieval="ann")
+    assert sorted(p.name for p in (tmp_path / "repo").iterdir()) == ["ann", "cli"]
+    default = (write_repository(synthetic_bundle, tmp_path / "repo", name="plain") / "config.pbtxt").read_text()
+    assert 'key: "retrieval" value: { string_value: "exact" }' in default
+
+
 # --- the real server ----------------------------------------------------------------------------
 
 def test_concurrent_sessions_equal_recommend_and_batch(triton_server, recommender):
@@ -209,6 +236,17 @@ def test_string_ids_travel_as_bytes(triton_server, string_bundle):
         assert [item.decode() for item in result.as_numpy("items")[0]] == expected.items
         np.testing.assert_allclose(result.as_numpy("scores")[0], expected.scores, rtol=1e-5, atol=1e-6)
         assert result.as_numpy("n_unknown")[0, 0] == expected.n_unknown
+
+
+def test_index_mode_model_answers_as_the_index_mode_recommender(triton_server, retrieval_only_indexed_bundle):
+    recommender = Recommender.load(retrieval_only_indexed_bundle, device="cpu", threads=1, retrieval="index")
+    raw = recommender.bundle.vocab.raw_ids
+    sessions = [[raw[i], raw[(7 * i) % len(raw)]] for i in range(12)] + [[-1, -2]]
+    results = _send_all(triton_server.grpc_url, "srgnn_index", [_inputs(s, 10, i % 2 == 0)
+                                                                for i, s in enumerate(sessions)])
+    for index, (result, session) in enumerate(zip(results, sessions)):
+        assert not isinstance(result, Exception), result
+        _assert_same(result, recommender.recommend_one(session, 10, exclude_seen=index % 2 == 0))
 
 
 def test_server_uses_loopback_only(triton_server):

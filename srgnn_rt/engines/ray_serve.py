@@ -59,9 +59,9 @@ def _batch_cost(requests: list[tuple[Request, int]]) -> int:
 class RecommenderDeployment:
     """One replica: a ``Recommender`` over ``bundle`` behind the HTTP API of this module."""
 
-    def __init__(self, bundle: str, *, device: str = "cpu", threads: int | None = None,
+    def __init__(self, bundle: str, *, device: str = "cpu", threads: int | None = None, retrieval: str = "exact",
                  max_batch_cost: int = DEFAULT_MAX_BATCH_COST, batch_wait_ms: float = DEFAULT_BATCH_WAIT_MS):
-        self.recommender = Recommender.load(bundle, device=device, threads=threads)
+        self.recommender = Recommender.load(bundle, device=device, threads=threads, retrieval=retrieval)
         self._cost = getattr(self.recommender, "request_cost", len)
         self._max_cost = positive_int(max_batch_cost, "max_batch_cost")
         self._batched.set_max_batch_size(self._max_cost)
@@ -129,6 +129,7 @@ def app(
     autoscaling: dict[str, Any] | None = None,
     device: str = "cpu",
     threads: int | None = None,
+    retrieval: str = "exact",
     max_batch_cost: int = DEFAULT_MAX_BATCH_COST,
     batch_wait_ms: float = DEFAULT_BATCH_WAIT_MS,
     num_cpus: float = 1.0,
@@ -139,8 +140,9 @@ def app(
     ``replicas``: a fixed number of replicas (default 1), or ``autoscaling``: Ray Serve's
     ``autoscaling_config`` (e.g. ``{"min_replicas": 1, "max_replicas": 4,
     "target_ongoing_requests": 32}``); ``num_cpus``: CPUs Ray reserves per replica;
-    ``device``/``threads``: as ``Recommender.load``; ``access_log``: Serve's log line per
-    request (off by default: about 6 % of a replica's CPU here).
+    ``device``/``threads``/``retrieval``: as ``Recommender.load`` (``retrieval="index"``
+    serves from the bundle's index; a retrieval-only bundle needs it); ``access_log``:
+    Serve's log line per request (off by default: about 6 % of a replica's CPU here).
     """
     if replicas is not None and autoscaling is not None:
         raise ValueError("give either replicas or autoscaling, not both")
@@ -152,7 +154,8 @@ def app(
         options["autoscaling_config"] = dict(autoscaling)
     path = os.path.abspath(os.fspath(bundle))
     return RecommenderDeployment.options(**options).bind(
-        path, device=device, threads=threads, max_batch_cost=max_batch_cost, batch_wait_ms=batch_wait_ms
+        path, device=device, threads=threads, retrieval=retrieval, max_batch_cost=max_batch_cost,
+        batch_wait_ms=batch_wait_ms,
     )
 
 

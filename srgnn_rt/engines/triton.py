@@ -24,7 +24,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..atomic import staging_directory
-from ..bundle import MANIFEST_FILENAME, Bundle
+from ..bundle import INDEX_FILENAME, MANIFEST_FILENAME, Bundle
+from ..runtime import RETRIEVALS
 from ..validation import positive_int
 
 KINDS = ("cpu", "gpu")
@@ -43,6 +44,7 @@ def write_repository(
     instances: int | None = None,
     kind: str = "cpu",
     threads: int | None = None,
+    retrieval: str = "exact",
     python_path: Sequence[str | os.PathLike] = (),
     overwrite: bool = False,
 ) -> Path:
@@ -56,6 +58,8 @@ def write_repository(
     cores divided among the instances, at least 1; on a GPU onnxruntime's choice).
     On 2 cores, 2 CPU instances of 1 thread answered 1,278 requests/s at 64 clients
     against 1,153 for 1 instance of 2 threads (benchmarks/test_engines.py).
+    ``retrieval``: as ``Recommender.load``; ``"index"`` needs the bundle's index
+    (``srgnn-rt index``), and a retrieval-only bundle is served only with it.
     ``python_path``: directories (absolute) for the adapter's ``sys.path`` when
     srgnn_rt or a numpy < 2 is not installed in the server's Python. Other
     models of ``repo_dir`` are left alone; an existing ``name`` is replaced only
@@ -71,6 +75,8 @@ def write_repository(
         raise ValueError(f"max_queue_delay_us must be an int >= 0, got {max_queue_delay_us!r}")
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    if retrieval not in RETRIEVALS:
+        raise ValueError(f"retrieval must be one of {RETRIEVALS}, got {retrieval!r}")
     directories = [Path(entry) for entry in python_path]
     for directory in directories:
         if not directory.is_absolute() or not directory.is_dir():
@@ -78,6 +84,13 @@ def write_repository(
     if not isinstance(bundle, Bundle):
         bundle = Bundle.load(bundle)
     id_type = _raw_id_type(bundle)
+    # The server would load the model only at start-up and fail there: refuse now.
+    if retrieval == "exact" and bundle.retrieval_only:
+        raise ValueError(f"bundle {bundle.path} is retrieval-only (no model.onnx): pass retrieval='index' "
+                         f"(CLI: --retrieval index) after adding an index with `srgnn-rt index {bundle.path}`")
+    if retrieval == "index" and not bundle.has_file(INDEX_FILENAME):
+        raise ValueError(f"bundle {bundle.path} has no {INDEX_FILENAME} for retrieval='index': add one with "
+                         f"`srgnn-rt index {bundle.path}`")
 
     with staging_directory(Path(repo_dir) / name, overwrite=overwrite) as model_dir:
         version = model_dir / "1"
@@ -91,7 +104,7 @@ def write_repository(
         if directories:
             (version / SYS_PATH_FILENAME).write_text("".join(f"{d}\n" for d in directories))
         (model_dir / "config.pbtxt").write_text(
-            _config(name, id_type, max_batch, max_queue_delay_us, instances, kind, threads)
+            _config(name, id_type, max_batch, max_queue_delay_us, instances, kind, threads, retrieval)
         )
     return Path(repo_dir).absolute() / name
 
@@ -108,10 +121,11 @@ def _raw_id_type(bundle: Bundle) -> str:
 
 
 def _config(name: str, id_type: str, max_batch: int, delay_us: int, instances: int, kind: str,
-            threads: int | None) -> str:
+            threads: int | None, retrieval: str) -> str:
     parameters = "" if threads is None else (
         f'parameters: {{ key: "threads" value: {{ string_value: "{threads}" }} }}\n'
     )
+    parameters += f'parameters: {{ key: "retrieval" value: {{ string_value: "{retrieval}" }} }}\n'
     return f"""\
 # Written by srgnn-rt triton. One request = one session of raw item ids.
 name: "{name}"

@@ -2,7 +2,8 @@
 
 A thin adapter: ``initialize`` loads the bundle beside this file once per model
 instance with ``srgnn_rt.Recommender.load`` (checksums verified; on CPU with the
-server's cores divided among the instances unless the config sets ``threads``); ``execute``
+server's cores divided among the instances unless the config sets ``threads``; in the
+config's ``retrieval`` mode, default ``exact``); ``execute``
 answers all requests of a Triton batch through ``srgnn_rt.engines.answers`` (one
 ``Recommender.recommend`` call per distinct ``(k, exclude_seen)``), one response
 per request. A request the runtime refuses gets a Triton error of its own; the
@@ -56,7 +57,8 @@ class TritonPythonModel:
             threads = max(1, (os.cpu_count() or 1) // max(instances, 1))
         else:
             threads = None
-        self.recommender = Recommender.load(_HERE / "bundle", device=device, threads=threads)
+        self.recommender = Recommender.load(_HERE / "bundle", device=device, threads=threads,
+                                            retrieval=parameters.get("retrieval") or "exact")
         self.string_ids = self.recommender.raw_id_type is str
 
     def execute(self, requests):

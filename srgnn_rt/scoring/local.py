@@ -58,6 +58,7 @@ def score_file(
     workers: int = 1,
     device: Literal["auto", "cpu", "cuda"] = "auto",
     threads: int | None = None,
+    retrieval: Literal["exact", "index"] = "exact",
     fail_fast: bool = False,
     progress: bool = True,
 ) -> ScoreSummary:
@@ -70,7 +71,8 @@ def score_file(
     A session that cannot be read or that ``recommend`` refuses gets an error row,
     or with ``fail_fast`` stops the run with ValueError. ``workers``: processes
     answering batches (each loads the bundle; ``threads``: onnxruntime threads of
-    each, default all cores over ``workers``). ``progress``: a tqdm bar on stderr.
+    each, default all cores over ``workers``). ``retrieval``: as ``Recommender.load``
+    (``"index"``: the bundle's index proposes candidates). ``progress``: a tqdm bar on stderr.
     OUTPUT appears complete or not at all.
     """
     batch_size = positive_int(batch_size, "batch_size")
@@ -78,7 +80,7 @@ def score_file(
     if threads is None and workers > 1:
         threads = max(1, (os.cpu_count() or 1) // workers)
     format_of(output, OUTPUT_FORMATS, "output")
-    recommender = Recommender.load(bundle, device=device, threads=threads)
+    recommender = Recommender.load(bundle, device=device, threads=threads, retrieval=retrieval)
     k = _checked_k(k, recommender.n_items)
     source = open_sessions(input, raw_id_type=recommender.raw_id_type, session_column=session_column,
                            items_column=items_column, chunk_rows=batch_size)
@@ -93,7 +95,7 @@ def score_file(
             answered = ((batch, answer_batch(recommender, batch, k, exclude_seen)) for batch in batches)
         else:
             del recommender  # the workers load their own; free this one's memory
-            answered = _answer_in_workers(bundle, batches, k, exclude_seen, workers, device, threads)
+            answered = _answer_in_workers(bundle, batches, k, exclude_seen, workers, device, threads, retrieval)
         try:
             for batch, answers in answered:
                 errors = [error for error in answers.errors if error is not None]
@@ -129,10 +131,10 @@ def _progress_bar(total: int | None):
 _worker_recommender: Recommender | None = None
 
 
-def _start_worker(bundle: str, device: str, threads: int | None, parent: int) -> None:
+def _start_worker(bundle: str, device: str, threads: int | None, retrieval: str, parent: int) -> None:
     """Pool initializer: load the bundle once; exit when the parent process is gone (killed)."""
     global _worker_recommender
-    _worker_recommender = Recommender.load(bundle, device=device, threads=threads)
+    _worker_recommender = Recommender.load(bundle, device=device, threads=threads, retrieval=retrieval)
     threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
 
 
@@ -147,12 +149,13 @@ def _answer_in_worker(batch: Sessions, k: int, exclude_seen: bool) -> Answers:
 
 
 def _answer_in_workers(
-    bundle, batches: Iterator[Sessions], k: int, exclude_seen: bool, workers: int, device: str, threads: int | None
+    bundle, batches: Iterator[Sessions], k: int, exclude_seen: bool, workers: int, device: str, threads: int | None,
+    retrieval: str,
 ) -> Iterator[tuple[Sessions, Answers]]:
     """(batch, answers) in input order, from a pool of ``workers`` spawned processes; the keys stay
     here; at most ``2 * workers`` batches are in flight."""
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"), initializer=_start_worker,
-                               initargs=(os.fspath(bundle), device, threads, os.getpid()))
+                               initargs=(os.fspath(bundle), device, threads, retrieval, os.getpid()))
     in_flight: deque[tuple[Sessions, Future]] = deque()
     try:
         for batch in batches:

@@ -32,10 +32,10 @@ class _RecommendBatches:
     """Ray Data actor: loads the bundle once; pyarrow table of sessions -> table of answers."""
 
     def __init__(self, bundle: str, k: int, exclude_seen: bool, key: str | None, items: str, device: str,
-                 threads: int):
+                 threads: int, retrieval: str):
         from ..runtime import Recommender
 
-        self._recommender = Recommender.load(bundle, device=device, threads=threads)
+        self._recommender = Recommender.load(bundle, device=device, threads=threads, retrieval=retrieval)
         self._item_type = arrow_item_type(self._recommender.raw_id_type)
         self._k, self._exclude_seen, self._key, self._items = k, exclude_seen, key, items
 
@@ -62,6 +62,7 @@ def recommend_dataset(
     device: Literal["auto", "cpu", "cuda"] = "cpu",
     threads: int = 1,
     actor_cpus: float | None = None,
+    retrieval: Literal["exact", "index"] = "exact",
 ) -> Any:
     """``dataset`` (a ``ray.data.Dataset`` with a list column ``items_column`` of raw item ids and,
     optionally, a key column ``session_column``) -> a Dataset of answers, lazily: the key,
@@ -70,7 +71,7 @@ def recommend_dataset(
 
     ``actors`` actors each load ``bundle`` (a path every node can read) once, run
     ``threads`` onnxruntime threads, reserve ``actor_cpus`` CPUs (default ``threads``) and
-    answer ``batch_size`` sessions a call.
+    answer ``batch_size`` sessions a call, in the ``retrieval`` mode of ``Recommender.load``.
     """
     ray_data = require("ray.data", "ray")
     k, batch_size = positive_int(k, "k"), positive_int(batch_size, "batch_size")
@@ -82,7 +83,8 @@ def recommend_dataset(
     return dataset.map_batches(
         _RecommendBatches,
         fn_constructor_kwargs=dict(bundle=os.path.abspath(bundle), k=k, exclude_seen=exclude_seen,
-                                   key=session_column, items=items_column, device=device, threads=threads),
+                                   key=session_column, items=items_column, device=device, threads=threads,
+                                   retrieval=retrieval),
         batch_size=batch_size, batch_format="pyarrow", zero_copy_batch=True,
         compute=ray_data.ActorPoolStrategy(size=actors), num_cpus=threads if actor_cpus is None else actor_cpus,
     )
@@ -102,6 +104,7 @@ def score_ray(
     address: str | None = None,
     device: Literal["auto", "cpu", "cuda"] = "cpu",
     threads: int = 1,
+    retrieval: Literal["exact", "index"] = "exact",
 ) -> ScoreSummary:
     """``recommend_dataset`` from the Parquet file or directory ``input`` (a list column of raw ids;
     long format needs grouping first) to a directory ``output`` of Parquet files, which appears
@@ -109,7 +112,8 @@ def score_ray(
 
     Uses the running Ray, else connects to ``address``, else starts a local Ray bound to
     127.0.0.1 and shuts it down at the end. ``actors``: default, the cluster's CPUs / ``threads``.
-    ``session_column`` defaults to ``session`` when present, ``items_column`` to ``items``.
+    ``session_column`` defaults to ``session`` when present, ``items_column`` to ``items``;
+    ``retrieval``: as ``Recommender.load``.
     """
     ray = require("ray", "ray")
     pa = require("pyarrow", "arrow")
@@ -135,7 +139,7 @@ def score_ray(
         dataset.context.execution_options.preserve_order = True
         answers = recommend_dataset(dataset, bundle, k=k, exclude_seen=exclude_seen, session_column=session_column,
                                     items_column=items_column, batch_size=batch_size, actors=actors, device=device,
-                                    threads=threads, actor_cpus=actor_cpus)
+                                    threads=threads, actor_cpus=actor_cpus, retrieval=retrieval)
         with staging_directory(output) as staging:
             answers.write_parquet(os.fspath(staging), ray_remote_args={"num_cpus": 0})
         errors = pq.read_table(os.fspath(output), columns=["error"]).column("error")
