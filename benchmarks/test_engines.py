@@ -36,7 +36,7 @@ MODES = ("triton", "ray-serve", "ray-serve-proxy")
 TRITON_INSTANCES = 2
 RAY_REPLICAS = 1
 REQUESTS_PER_ROUND = 1024
-ROUNDS = 3
+ROUNDS = 5
 K = 20
 
 

@@ -184,6 +184,16 @@ def test_replica_loads_the_bundle_in_the_retrieval_mode_asked(retrieval_only_ind
     assert replica.recommender.retrieval == "index"
 
 
+def test_replica_threads_do_not_spin(synthetic_bundle):
+    """The replica's event loop shares its cores with onnxruntime's threads: idle ones must not spin
+    (on 2 cores, spinning threads took the replica from 822 to 1,898 us of CPU per request)."""
+    application = ray_serve.build({"bundle": str(synthetic_bundle), "threads": 2})
+    bound = application._bound_deployment
+    replica = ray_serve.RecommenderDeployment.func_or_class(*bound.init_args, **bound.init_kwargs)
+    options = replica.recommender._session.get_session_options()
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+
+
 def test_config_builder_and_cli_checks(synthetic_bundle, capsys):
     from ray import serve
 

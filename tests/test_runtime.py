@@ -211,6 +211,7 @@ def test_io_binding_path(synthetic_bundle, recommender, raw_ids):
 @pytest.mark.parametrize("options, error, message", [
     ({"device": "gpu"}, ValueError, "device must be one of"),
     ({"threads": 0}, ValueError, "threads must be None or an int >= 1"),
+    ({"spin_wait": "no"}, TypeError, "spin_wait must be True or False, got 'no'"),
 ])
 def test_load_options(synthetic_bundle, options, error, message):
     with pytest.raises(error, match=message):
@@ -221,6 +222,22 @@ def test_threads_option(synthetic_bundle, recommender, raw_ids):
     single = Recommender.load(synthetic_bundle, device="cpu", threads=1)
     got, want = single.recommend_one(raw_ids[:6]), recommender.recommend_one(raw_ids[:6])
     assert got.items == want.items
+
+
+def _spins(recommender: Recommender) -> bool:
+    """Whether onnxruntime's idle intra-op threads spin in ``recommender``'s session (its default)."""
+    options = recommender._session.get_session_options()
+    try:
+        return options.get_session_config_entry("session.intra_op.allow_spinning") != "0"
+    except RuntimeError:  # never set: onnxruntime's default, spinning
+        return True
+
+
+def test_spin_wait_option(synthetic_bundle, recommender, raw_ids):
+    quiet = Recommender.load(synthetic_bundle, device="cpu", threads=2, spin_wait=False)
+    assert _spins(recommender) and not _spins(quiet)
+    got, want = quiet.recommend([raw_ids[:6], raw_ids[2:3]], k=9), recommender.recommend([raw_ids[:6], raw_ids[2:3]], k=9)
+    assert [r.items for r in got] == [r.items for r in want]
 
 
 # --- requests ---------------------------------------------------------------------------------

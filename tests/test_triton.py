@@ -139,6 +139,30 @@ def test_repository_layout(synthetic_bundle, tmp_path):
     assert "count: 2 kind: KIND_CPU" in default and "threads" not in default  # each instance takes its share
 
 
+def test_adapter_loads_its_share_of_the_cores(synthetic_bundle, tmp_path, monkeypatch):
+    """``model.py``'s ``initialize``, run here with the arguments Triton gives a CPU instance (the
+    backend's utilities are only used by ``execute``): each of 2 instances takes half the cores, and
+    idle onnxruntime threads do not spin, as the instances share the cores with the server."""
+    import json
+    import os
+    import sys
+    import types
+
+    model_dir = write_repository(synthetic_bundle, tmp_path / "repo", name="recs")
+    monkeypatch.setitem(sys.modules, "triton_python_backend_utils", types.ModuleType("triton_python_backend_utils"))
+    spec = importlib.util.spec_from_file_location("srgnn_triton_adapter", model_dir / "1" / "model.py")
+    adapter = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(adapter)
+    model = adapter.TritonPythonModel()
+    config = {"instance_group": [{"count": 2, "kind": "KIND_CPU"}],
+              "parameters": {"retrieval": {"string_value": "exact"}}}
+    model.initialize({"model_config": json.dumps(config), "model_instance_kind": "CPU",
+                      "model_instance_device_id": "0"})
+    options = model.recommender._session.get_session_options()
+    assert options.intra_op_num_threads == max(1, (os.cpu_count() or 1) // 2)
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+
+
 @pytest.mark.parametrize("option, value, message", [
     ("name", "a/b", "name must be"), ("kind", "tpu", "kind must be"), ("max_batch", 0, "max_batch must be"),
     ("max_queue_delay_us", -1, "max_queue_delay_us must be"), ("python_path", ["relative"], "python_path"),

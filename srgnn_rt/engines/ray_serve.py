@@ -61,7 +61,9 @@ class RecommenderDeployment:
 
     def __init__(self, bundle: str, *, device: str = "cpu", threads: int | None = None, retrieval: str = "exact",
                  max_batch_cost: int = DEFAULT_MAX_BATCH_COST, batch_wait_ms: float = DEFAULT_BATCH_WAIT_MS):
-        self.recommender = Recommender.load(bundle, device=device, threads=threads, retrieval=retrieval)
+        # The event loop serves HTTP beside the model's threads: idle onnxruntime threads must not spin.
+        self.recommender = Recommender.load(bundle, device=device, threads=threads, retrieval=retrieval,
+                                            spin_wait=False)
         self._cost = getattr(self.recommender, "request_cost", len)
         self._max_cost = positive_int(max_batch_cost, "max_batch_cost")
         self._batched.set_max_batch_size(self._max_cost)

@@ -3,7 +3,7 @@
 A thin adapter: ``initialize`` loads the bundle beside this file once per model
 instance with ``srgnn_rt.Recommender.load`` (checksums verified; on CPU with the
 server's cores divided among the instances unless the config sets ``threads``; in the
-config's ``retrieval`` mode, default ``exact``); ``execute``
+config's ``retrieval`` mode, default ``exact``; idle onnxruntime threads do not spin); ``execute``
 answers all requests of a Triton batch through ``srgnn_rt.engines.answers`` (one
 ``Recommender.recommend`` call per distinct ``(k, exclude_seen)``), one response
 per request. A request the runtime refuses gets a Triton error of its own; the
@@ -57,8 +57,9 @@ class TritonPythonModel:
             threads = max(1, (os.cpu_count() or 1) // max(instances, 1))
         else:
             threads = None
+        # Instances, the server and its stubs share the cores: idle onnxruntime threads must not spin.
         self.recommender = Recommender.load(_HERE / "bundle", device=device, threads=threads,
-                                            retrieval=parameters.get("retrieval") or "exact")
+                                            retrieval=parameters.get("retrieval") or "exact", spin_wait=False)
         self.string_ids = self.recommender.raw_id_type is str
 
     def execute(self, requests):
