@@ -647,7 +647,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--replica-cpus", type=float, default=1.0, help="CPUs Ray reserves per replica (default 1)")
     serve.add_argument("--max-batch-cost", type=_positive_int, default=1024,
                        help="a batch closes at this total cost (clicks, or the runtime's request cost)")
-    serve.add_argument("--batch-wait-ms", type=float, default=2.0, help="longest wait to fill a batch (default 2)")
+    serve.add_argument("--batch-wait-ms", type=float, default=2.0,
+                       help="longest wait to fill a batch while the model is busy; an idle replica "
+                            "runs a request at once (default 2)")
     serve.add_argument("--access-log", action="store_true", help="Serve's log line per request (off by default)")
     serve.set_defaults(run=_cmd_serve)
 

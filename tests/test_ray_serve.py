@@ -149,15 +149,20 @@ def test_shutdown_drains_accepted_requests(serve_url, synthetic_bundle, recommen
     from ray import serve
 
     url = serve_url.rsplit("/", 1)[0] + "/drain"
+    wait_s = 5.0
     # A long batch wait keeps accepted requests waiting inside the replica when the delete comes.
-    serve.run(ray_serve.app(synthetic_bundle, threads=1, batch_wait_ms=1500, num_cpus=0.5), name="drain",
+    serve.run(ray_serve.app(synthetic_bundle, threads=1, batch_wait_ms=wait_s * 1000, num_cpus=0.5), name="drain",
               route_prefix="/drain")
     sessions = [[raw] for raw in recommender.bundle.vocab.raw_ids[:8]]
+    began = time.monotonic()
+    assert _post(url, {"session": sessions[0]})[0] == 200
+    assert time.monotonic() - began < wait_s, "a request reaching an idle replica waited for a batch"
     results: list = []
     clients = threading.Thread(target=lambda: results.extend(_post_all(url, [{"session": s} for s in sessions])))
     clients.start()
     deadline = time.monotonic() + 60
-    while _get(url + "/health")["in_flight"] < len(sessions):
+    # The first request runs at once; those arriving while it runs wait for the next batch.
+    while _get(url + "/health")["in_flight"] < 2:
         assert time.monotonic() < deadline, "the requests never reached the replica"
         time.sleep(0.02)
     serve.delete("drain")  # waits for the replica's graceful shutdown
