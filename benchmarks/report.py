@@ -239,9 +239,13 @@ def goals(benchmarks: Sequence[Benchmark]) -> list[str]:
         checks.append((f"batcher, 64 clients, p99 < 25 ms: {batched['p99_ms']:.1f} ms", batched["p99_ms"] < 25))
     for engine in _ENGINES:
         served = service.get((engine, 64))
-        if served and served.get("throughput_rps") and batched and batched.get("throughput_rps"):
-            share = served["throughput_rps"] / batched["throughput_rps"]
-            checks.append((f"{engine}, 64 clients, >= 0.5x the batcher's throughput: {share:.2f}x", share >= 0.5))
+        # The batcher measured in turn with the engine where the run has it, else its own row.
+        reference = (served or {}).get("batcher_rps") or (batched or {}).get("throughput_rps")
+        if served and served.get("throughput_rps") and reference:
+            share = served["throughput_rps"] / reference
+            when = "in turn with it" if served.get("batcher_rps") else "in its own test"
+            checks.append((f"{engine}, 64 clients, >= 0.5x the batcher's throughput ({when}): {share:.2f}x "
+                           f"({served['throughput_rps']:,.0f} / {reference:,.0f})", share >= 0.5))
         if served:
             checks.append((f"{engine}, 64 clients, p99 < 50 ms: {served['p99_ms']:.1f} ms", served["p99_ms"] < 50))
     checks += large_catalog_goals(benchmarks)

@@ -16,6 +16,13 @@ HTTP/1.1 keep-alive with aiohttp, on the replica's own port (Serve's direct
 ingress, which a local start turns on); ``ray-serve-proxy``: the same replica
 through Serve's HTTP proxy. Each server is started once per run on 127.0.0.1;
 ``extra_info["mean_batch"]`` is the mean batch the server formed.
+
+Before each timed round the same clients send the same requests to an in-process
+``MicroBatcher`` (default settings) over the same recommender (untimed by the
+benchmark, timed here): ``extra_info["batcher_rps"]`` is its throughput over the
+median of those rounds. The engine's share of it is then measured in one window of
+time: on a shared machine the speed of the same code drifts by a third between runs
+minutes apart.
 """
 
 from __future__ import annotations
@@ -30,6 +37,8 @@ import time
 import numpy as np
 import pytest
 from bundles import requests
+
+from srgnn_rt.batcher import MicroBatcher
 
 CLIENTS = (1, 16, 64)
 MODES = ("triton", "ray-serve", "ray-serve-proxy")
@@ -163,6 +172,19 @@ def _ray_client(urls: list[str], clients: int):
     return open_client
 
 
+def _batcher_client(batcher: MicroBatcher):
+    async def open_client():
+        async def call(session):
+            return await asyncio.wrap_future(batcher.submit(session, K))
+
+        async def close():
+            pass
+
+        return call, close
+
+    return open_client
+
+
 def _batches(mode: str, url: str) -> tuple[int, int]:
     """(requests, batches) the server has run so far."""
     if mode == "triton":
@@ -194,16 +216,29 @@ def test_engine(benchmark, request, bench_bundle, runtime_recommender, smoke, mo
     rounds = 1 if smoke else ROUNDS
     sessions = requests(bench_bundle, 64 if smoke else 4096, seed=1)
     benchmark.group = f"service {clients} clients"
+    batcher = MicroBatcher(runtime_recommender)
+    reference = _AsyncClients(clients, _batcher_client(batcher), sessions, per_client)
     pool = _AsyncClients(clients, open_client, sessions, per_client)
+    reference_s: list[float] = []
+
+    def reference_round():
+        began = time.perf_counter()
+        reference.run_round()
+        reference_s.append(time.perf_counter() - began)
+
     try:
         pool.run_round()  # warm-up, not timed
+        reference.run_round()
         pool.reset()
         before = _batches(mode, url)
-        benchmark.pedantic(pool.run_round, rounds=rounds, iterations=1)
+        benchmark.pedantic(pool.run_round, setup=reference_round, rounds=rounds, iterations=1)
         after = _batches(mode, url)
     finally:
         pool.close()
+        reference.close()
+        batcher.close()
     assert not pool.errors, pool.errors[:3]
+    assert not reference.errors, reference.errors[:3]
     latencies = np.asarray(pool.latencies) * 1000.0
     assert len(latencies) == clients * per_client * rounds
     info = dict(suite="service", path=f"service-{mode}", mode=mode, clients=clients, n_items=bench_bundle.n_items,
@@ -212,4 +247,5 @@ def test_engine(benchmark, request, bench_bundle, runtime_recommender, smoke, mo
                 mean_batch=(after[0] - before[0]) / max(after[1] - before[1], 1))
     if benchmark.stats:  # None with --benchmark-disable
         info["throughput_rps"] = clients * per_client / benchmark.stats.stats.median
+        info["batcher_rps"] = clients * per_client / float(np.median(reference_s))
     benchmark.extra_info.update(info)

@@ -31,6 +31,10 @@ def run_file(tmp_path):
                throughput_rps=1000.0),
         _bench("service", 0.1, path="service-batcher", mode="batcher", clients=64, p50_ms=8.0, p99_ms=20.0,
                throughput_rps=5000.0, mean_batch=50.0),
+        _bench("service", 0.4, path="service-triton", mode="triton", clients=64, p50_ms=25.0, p99_ms=45.0,
+               throughput_rps=2000.0, mean_batch=12.0, batcher_rps=3600.0),
+        _bench("service", 0.5, path="service-ray-serve", mode="ray-serve", clients=64, p50_ms=30.0, p99_ms=60.0,
+               throughput_rps=1500.0, mean_batch=30.0),
         {"name": "test_compiled[batch1]", "fullname": "benchmarks/g.py::test_compiled[batch1]",
          "group": "graph builder, batch 1", "extra_info": {"batch_size": 1}, "stats": {"median": 6e-6}},
     ]
@@ -50,6 +54,10 @@ def test_table_ratios_and_goals(run_file):
     assert "[met] one session <= 0.5 ms: 0.400 ms" in text
     assert "[NOT met] B=100 within 1.5x of the floor: 2.00x" in text
     assert "[met] batcher, 64 clients, p99 < 25 ms: 20.0 ms" in text
+    # An engine is compared with the batcher measured in turn with it when the run has that figure.
+    assert "[met] triton, 64 clients, >= 0.5x the batcher's throughput (in turn with it): 0.56x (2,000 / 3,600)" in text
+    assert "[NOT met] ray-serve, 64 clients, >= 0.5x the batcher's throughput (in its own test): 0.30x" in text
+    assert "[met] triton, 64 clients, p99 < 50 ms: 45.0 ms" in text
     assert "test_compiled[batch1]" in text and "test cpu" in text
 
 
