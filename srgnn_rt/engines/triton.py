@@ -56,8 +56,8 @@ def write_repository(
     GPU listed, default 1; on ``"cpu"`` processes sharing the cores, default 2);
     ``threads``: onnxruntime intra-op threads per instance (default on CPU: the server's
     cores divided among the instances, at least 1; on a GPU onnxruntime's choice).
-    On 2 cores, 2 CPU instances of 1 thread answered 1,278 requests/s at 64 clients
-    against 1,153 for 1 instance of 2 threads (benchmarks/test_engines.py).
+    On 2 cores, 2 CPU instances of 1 thread and 1 instance of 2 threads answered alike at
+    64 clients (2,578 and 2,593 requests/s; benchmarks/test_engines.py's clients).
     ``retrieval``: as ``Recommender.load``; ``"index"`` needs the bundle's index
     (``srgnn-rt index``), and a retrieval-only bundle is served only with it.
     ``python_path``: directories (absolute) for the adapter's ``sys.path`` when
