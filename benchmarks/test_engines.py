@@ -9,8 +9,8 @@ than the server (the gRPC client: ~1.5 ms per request, 862 against 1,153
 requests/s through the same Triton).
 
 ``triton``: a local tritonserver (nvidia-pytriton's binary, Python backend) of
-``srgnn-rt triton`` with 2 instances of 1 onnxruntime thread each (on 2 cores the
-best of 1x2, 2x1, 2x2 and 3x1) over gRPC with ``tritonclient.grpc.aio``;
+``srgnn-rt triton`` with 2 instances of 1 onnxruntime thread each (on 2 cores 2x1
+and 1x2 tie, 2x2 and 3x1 were slower) over gRPC with ``tritonclient.grpc.aio``;
 ``ray-serve``: one replica of the Ray Serve deployment (default batching) over
 HTTP/1.1 keep-alive with aiohttp, on the replica's own port (Serve's direct
 ingress, which a local start turns on); ``ray-serve-proxy``: the same replica
