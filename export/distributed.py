@@ -73,8 +73,13 @@ def join(device: str) -> tuple[Ranks, torch.device]:
     return ranks, torch_device
 
 
-def leave(ranks: Ranks) -> None:
+def leave(ranks: Ranks, *, finished: bool) -> None:
+    """Leave the process group. After a normal end (``finished``) the ranks first meet, so that
+    none tears its connections down while another is still finishing (rank 0 writes the run's
+    files last); after an error they leave at once, as a rank may be dead."""
     if ranks.distributed:
+        if finished:
+            dist.barrier()
         dist.destroy_process_group()
 
 

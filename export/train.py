@@ -355,6 +355,7 @@ def train(
     dataset = PreparedDataset.load(data_dir)
     ranks, torch_device = distributed.join(device)
     notes: list[str] = []
+    finished = False
     try:
         with contextlib.ExitStack() as stack:
             def open_on_main():
@@ -365,10 +366,12 @@ def train(
             if not ranks.main:  # the training state only: rank 0 keeps the records
                 checkpoint = checkpoint and {key: checkpoint[key] for key in ("epochs_done", "model", "optimizer",
                                                                               "scheduler")}
-            return _train(dataset, data_dir, run_dir, config, checkpoint, ranks, torch_device, notes,
-                          progress and ranks.main, tqdm)
+            result = _train(dataset, data_dir, run_dir, config, checkpoint, ranks, torch_device, notes,
+                            progress and ranks.main, tqdm)
+        finished = True
+        return result
     finally:
-        distributed.leave(ranks)
+        distributed.leave(ranks, finished=finished)
 
 
 def _train(dataset, data_dir, run_dir, config, checkpoint, ranks, torch_device, notes, progress, tqdm) -> TrainResult:

@@ -146,12 +146,27 @@ def test_traffic_stays_on_loopback(serve_url, recommender):
 
 
 def test_shutdown_drains_accepted_requests(serve_url, synthetic_bundle, recommender):
+    """A replica whose model takes ``model_s`` per batch (the real deployment, its recommender slowed
+    down): a lone request runs at once, without the batch wait; requests arriving while a batch is in
+    the model wait for the next one, and a delete then answers all of them before the replica ends."""
     from ray import serve
 
+    model_s, wait_s = 1.0, 6.0
+
+    class SlowModel(ray_serve.RecommenderDeployment.func_or_class):  # pickled by value into the replica
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            recommend = self.recommender.recommend
+
+            def slow(*call_args, **call_kwargs):
+                time.sleep(model_s)
+                return recommend(*call_args, **call_kwargs)
+
+            self.recommender.recommend = slow
+
     url = serve_url.rsplit("/", 1)[0] + "/drain"
-    wait_s = 5.0
-    # A long batch wait keeps accepted requests waiting inside the replica when the delete comes.
-    serve.run(ray_serve.app(synthetic_bundle, threads=1, batch_wait_ms=wait_s * 1000, num_cpus=0.5), name="drain",
+    deployment = serve.deployment(SlowModel, ray_actor_options={"num_cpus": 0.5}, max_ongoing_requests=64)
+    serve.run(deployment.bind(str(synthetic_bundle), threads=1, batch_wait_ms=wait_s * 1000), name="drain",
               route_prefix="/drain")
     sessions = [[raw] for raw in recommender.bundle.vocab.raw_ids[:8]]
     began = time.monotonic()
@@ -161,7 +176,7 @@ def test_shutdown_drains_accepted_requests(serve_url, synthetic_bundle, recommen
     clients = threading.Thread(target=lambda: results.extend(_post_all(url, [{"session": s} for s in sessions])))
     clients.start()
     deadline = time.monotonic() + 60
-    # The first request runs at once; those arriving while it runs wait for the next batch.
+    # The first request runs at once; those arriving during its model_s wait for the next batch.
     while _get(url + "/health")["in_flight"] < 2:
         assert time.monotonic() < deadline, "the requests never reached the replica"
         time.sleep(0.02)
