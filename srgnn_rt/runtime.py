@@ -236,6 +236,15 @@ class Recommender:
         return self._provider
 
     @property
+    def spin_wait(self) -> bool:
+        """Whether onnxruntime's idle intra-op threads spin between runs, as the session was created."""
+        try:
+            entry = self._session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning")
+        except RuntimeError:  # never set: onnxruntime's default, spinning
+            return True
+        return entry != "0"
+
+    @property
     def bundle(self) -> Bundle:
         return self._bundle
 

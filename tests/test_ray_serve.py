@@ -210,8 +210,7 @@ def test_replica_threads_do_not_spin(synthetic_bundle):
     application = ray_serve.build({"bundle": str(synthetic_bundle), "threads": 2})
     bound = application._bound_deployment
     replica = ray_serve.RecommenderDeployment.func_or_class(*bound.init_args, **bound.init_kwargs)
-    options = replica.recommender._session.get_session_options()
-    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    assert not replica.recommender.spin_wait
 
 
 def test_config_builder_and_cli_checks(synthetic_bundle, capsys):

@@ -50,6 +50,7 @@ def _assert_same(exact, approximate):
 @pytest.mark.parametrize("exclude_seen", [False, True])
 def test_full_search_equals_exact(recommenders, exclude_seen):
     exact, index = recommenders
+    assert exact.spin_wait and not index.spin_wait  # faiss's threads search right after each encoder run
     raw = exact.bundle.vocab.raw_ids
     rng = np.random.default_rng(0)
     sessions = [[raw[i] for i in rng.integers(0, len(raw), rng.integers(1, 30))] for _ in range(150)]
